@@ -1,0 +1,158 @@
+"""The database schema: accounts, their data keys, sync state, records, audit, erasures.
+
+Data keys live in their own table so operators can back it up on a shorter cycle than
+the records: a restored records backup whose keys are gone yields nothing readable.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from gwsync.timeutil import utcnow
+
+#: SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class Account(Base):
+    """One Google grant of one app user; kept as a tombstone (no personal data) once erased."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    #: The app's user id; cleared when the account is erased (subject_hash remains).
+    user_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    subject_hash: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    #: Fencing token: bumped when an erasure begins; every write checks it.
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    grant_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: Space-separated scopes as Google last reported them granted.
+    granted_scopes: Mapped[str] = mapped_column(Text, default="")
+    #: Hashes of the refresh token for matching Cross-Account Protection events.
+    token_prefix_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    token_sha512x2: Mapped[str | None] = mapped_column(String(100), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DataKey(Base):
+    """An account's data key, wrapped by the master key. Deleting the row shreds the data."""
+
+    __tablename__ = "data_keys"
+
+    account_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SyncState(Base):
+    """Where one feature of one account stands: stage, status, cursor, last error."""
+
+    __tablename__ = "sync_states"
+
+    account_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    feature: Mapped[str] = mapped_column(String(40), primary_key=True)
+    #: idle | queued | running | ok | error | needs_permission
+    status: Mapped[str] = mapped_column(String(20), default="idle")
+    #: full | incremental — what the next run does.
+    stage: Mapped[str] = mapped_column(String(20), default="full")
+    #: Opaque cursor (sync token) for incremental runs.
+    cursor: Mapped[str | None] = mapped_column(Text)
+    #: Page token of a full sync in progress: the checkpoint a crashed run resumes from.
+    page_token: Mapped[str | None] = mapped_column(Text)
+    #: Bumped at each full sync; records not seen in the latest one are deleted.
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    error_category: Mapped[str | None] = mapped_column(String(40))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column()
+    last_synced_at: Mapped[datetime | None] = mapped_column()
+    full_synced_at: Mapped[datetime | None] = mapped_column()
+
+
+class Record(Base):
+    """One stored item of a feature: purpose metadata in clear, contents encrypted."""
+
+    __tablename__ = "records"
+    __table_args__ = (
+        UniqueConstraint("account_id", "kind", "external_id", name="uq_records_identity"),
+        Index("ix_records_account_feature", "account_id", "feature"),
+        Index("ix_records_expires_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("accounts.id", ondelete="CASCADE")
+    )
+    feature: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(40))
+    external_id: Mapped[str] = mapped_column(String(255))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    # Purpose metadata (DESIGN.md, data rules).
+    data_use: Mapped[str] = mapped_column(String(60))
+    scope: Mapped[str] = mapped_column(String(200))
+    source_api: Mapped[str] = mapped_column(String(40))
+    source_method: Mapped[str] = mapped_column(String(120))
+    fetched_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+    policy_version: Mapped[str] = mapped_column(String(40))
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AccessLog(Base):
+    """Every purpose-checked read decision, allowed or refused. Never holds contents."""
+
+    __tablename__ = "access_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(36), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    use: Mapped[str] = mapped_column(String(80))
+    decision: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(120))
+    justification: Mapped[str | None] = mapped_column(Text)
+    feature: Mapped[str | None] = mapped_column(String(40))
+    record_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Erasure(Base):
+    """A durable erasure and its receipt. Names no personal data: hashed subject, counts, times."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subject_hash: Mapped[str] = mapped_column(String(64), index=True)
+    trigger: Mapped[str] = mapped_column(String(40))
+    #: requested → revoking → shredded → deleted → verified (or failed)
+    state: Mapped[str] = mapped_column(String(20), default="requested")
+    account_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    steps: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    verification: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(String(200))

@@ -1,0 +1,234 @@
+"""The record store: fenced, idempotent writes and the one purpose-checked read path.
+
+Writes carry the account generation they started under and re-check it in the same
+transaction, so a sync still in flight when an erasure begins writes nothing after.
+Reads must name a use; every decision, allowed or refused, goes to the access log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gwsync.connectors.features import Feature
+from gwsync.storage import accounts, crypto, keys, purpose
+from gwsync.storage.db import SessionFactory
+from gwsync.storage.models import AccessLog, Record, SyncState
+from gwsync.timeutil import rfc3339, utcnow
+
+
+@dataclass(frozen=True)
+class Upsert:
+    kind: str
+    external_id: str
+    content: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Removal:
+    kind: str
+    external_id: str
+
+
+@dataclass(frozen=True)
+class Page:
+    """What one page of a Google listing changes, already reduced to stored fields."""
+
+    upserts: Sequence[Upsert] = ()
+    removals: Sequence[Removal] = ()
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    items: list[dict[str, Any]] = field(default_factory=list)
+    next_cursor: str | None = None
+    counts: dict[str, int] | None = None
+
+
+class BadCursorError(ValueError):
+    """A read cursor that this store did not hand out."""
+
+
+def _insert_for(session: AsyncSession) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def _minimise(feature: Feature, item: Upsert) -> bytes:
+    """Keep only the declared fields: a connector bug cannot widen what is stored."""
+    allowed = feature.fields.get(item.kind)
+    if allowed is None:
+        raise ValueError(f"feature {feature.name} stores no kind {item.kind!r}")
+    kept = {k: v for k, v in item.content.items() if k in allowed}
+    return json.dumps(kept, separators=(",", ":"), sort_keys=True).encode()
+
+
+class RecordStore:
+    def __init__(self, sessions: SessionFactory, master: bytes, policy_version: str) -> None:
+        self._sessions = sessions
+        self._master = master
+        self._policy_version = policy_version
+
+    async def write_page(
+        self,
+        account_id: str,
+        generation: int,
+        feature: Feature,
+        page: Page,
+        *,
+        epoch: int,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Apply one page and its checkpoint (`state` → sync_states) in one fenced transaction."""
+        async with self._sessions.begin() as session:
+            await accounts.fence(session, account_id, generation)
+            cipher = await keys.cipher(session, self._master, account_id)
+            if page.upserts:
+                await self._upsert(session, cipher, account_id, feature, page.upserts, epoch)
+            for item in page.removals:
+                await session.execute(delete(Record).where(
+                    Record.account_id == account_id, Record.kind == item.kind,
+                    Record.external_id == item.external_id))
+            if state:
+                await session.execute(update(SyncState).where(
+                    SyncState.account_id == account_id, SyncState.feature == feature.name
+                ).values(**state))
+
+    async def _upsert(
+        self, session: AsyncSession, cipher: crypto.RowCipher, account_id: str,
+        feature: Feature, items: Sequence[Upsert], epoch: int,
+    ) -> None:
+        now = utcnow()
+        rows = [{
+            "account_id": account_id, "feature": feature.name, "kind": item.kind,
+            "external_id": item.external_id,
+            "content": cipher.encrypt(crypto.record_row(item.kind, item.external_id),
+                                      _minimise(feature, item)),
+            "data_use": feature.data_use, "scope": feature.scope, "source_api": feature.api,
+            "source_method": feature.methods[0], "fetched_at": now,
+            "expires_at": now + feature.retention, "policy_version": self._policy_version,
+            "epoch": epoch,
+        } for item in {(i.kind, i.external_id): i for i in items}.values()]
+        stmt = _insert_for(session)(Record).values(rows)
+        keep = ("content", "fetched_at", "expires_at", "policy_version", "epoch", "scope")
+        await session.execute(stmt.on_conflict_do_update(
+            index_elements=["account_id", "kind", "external_id"],
+            set_={name: stmt.excluded[name] for name in keep},
+        ))
+
+    async def delete_stale(
+        self, account_id: str, generation: int, feature: Feature, *, epoch: int,
+        state: Mapping[str, Any],
+    ) -> int:
+        """After a full sync: drop what it did not see, and record the new cursor."""
+        async with self._sessions.begin() as session:
+            await accounts.fence(session, account_id, generation)
+            result = await session.execute(delete(Record).where(
+                Record.account_id == account_id, Record.feature == feature.name,
+                Record.epoch < epoch))
+            await session.execute(update(SyncState).where(
+                SyncState.account_id == account_id, SyncState.feature == feature.name
+            ).values(**state))
+            return result.rowcount or 0
+
+    async def read(
+        self,
+        account_id: str,
+        *,
+        use: str,
+        actor: str,
+        feature: str | None = None,
+        kind: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+        staff: bool = False,
+        justification: str | None = None,
+    ) -> ReadResult:
+        """The only way to read records. Raises LimitedUseViolation after auditing a refusal."""
+        decision = purpose.decide(use, feature=feature, staff=staff, justification=justification)
+        after = _parse_cursor(cursor)
+        async with self._sessions.begin() as session:
+            await accounts.get(session, account_id)
+            if not decision.allowed:
+                self._audit(session, account_id, decision, actor, justification, feature, 0)
+        if not decision.allowed:
+            raise purpose.LimitedUseViolation(decision)
+        scope_feature = feature or decision.feature
+        async with self._sessions.begin() as session:
+            if decision.counts_only:
+                counts = await self._counts(session, account_id, scope_feature)
+                self._audit(session, account_id, decision, actor, justification, scope_feature,
+                            0)
+                return ReadResult(counts=counts)
+            result = await self._page(session, account_id, scope_feature, kind, after, limit)
+            self._audit(session, account_id, decision, actor, justification, scope_feature,
+                        len(result.items))
+            return result
+
+    async def _page(
+        self, session: AsyncSession, account_id: str, feature: str | None, kind: str | None,
+        after: int, limit: int,
+    ) -> ReadResult:
+        query = select(Record).where(
+            Record.account_id == account_id, Record.id > after, Record.expires_at > utcnow()
+        ).order_by(Record.id).limit(limit + 1)
+        if feature:
+            query = query.where(Record.feature == feature)
+        if kind:
+            query = query.where(Record.kind == kind)
+        rows = list(await session.scalars(query))
+        if not rows:
+            return ReadResult()
+        cipher = await keys.cipher(session, self._master, account_id)
+        items = [_present(cipher, row) for row in rows[:limit]]
+        next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
+        return ReadResult(items=items, next_cursor=next_cursor)
+
+    async def _counts(
+        self, session: AsyncSession, account_id: str, feature: str | None
+    ) -> dict[str, int]:
+        query = select(Record.feature, func.count()).where(
+            Record.account_id == account_id).group_by(Record.feature)
+        if feature:
+            query = query.where(Record.feature == feature)
+        return {name: count for name, count in (await session.execute(query)).all()}
+
+    @staticmethod
+    def _audit(
+        session: AsyncSession, account_id: str, decision: purpose.Decision, actor: str,
+        justification: str | None, feature: str | None, count: int,
+    ) -> None:
+        session.add(AccessLog(
+            account_id=account_id, use=decision.use[:80],
+            decision="allowed" if decision.allowed else "refused", reason=decision.reason,
+            actor=actor[:120], justification=justification, feature=feature,
+            record_count=count,
+        ))
+
+
+def _parse_cursor(cursor: str | None) -> int:
+    if cursor is None or cursor == "":
+        return 0
+    if not cursor.isdigit():
+        raise BadCursorError("cursor must be one this API returned")
+    return int(cursor)
+
+
+def _present(cipher: crypto.RowCipher, row: Record) -> dict[str, Any]:
+    content = json.loads(cipher.decrypt(crypto.record_row(row.kind, row.external_id),
+                                        row.content))
+    return {
+        "kind": row.kind, "id": row.external_id, "feature": row.feature, "content": content,
+        "purpose": {
+            "data_use": row.data_use, "scope": row.scope, "source_api": row.source_api,
+            "source_method": row.source_method, "fetched_at": rfc3339(row.fetched_at),
+            "expires_at": rfc3339(row.expires_at), "policy_version": row.policy_version,
+        },
+    }
+
+
