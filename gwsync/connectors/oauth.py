@@ -1,0 +1,94 @@
+"""OAuth at Google: per-job access tokens narrowed to one feature's scope, and revocation.
+
+Refresh goes through google-auth (the library made for it); its blocking call runs in
+a thread. Revocation is a plain form POST, retried by the caller until Google either
+confirms or says the token is already dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+import google_auth_httplib2
+import httplib2
+from google.auth import exceptions as auth_exceptions
+from google.oauth2.credentials import Credentials
+
+from gwsync.connectors.endpoints import Endpoints
+from gwsync.connectors.errors import (
+    PermissionLostError,
+    RevokedError,
+    TemporaryError,
+    UnknownGoogleError,
+)
+from gwsync.connectors.scopes import parse
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    client_id: str
+    client_secret: str
+    endpoints: Endpoints
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    scopes: frozenset[str]
+
+
+def _refresh_blocking(client: OAuthClient, refresh_token: str, scope: str) -> AccessToken:
+    creds = Credentials(
+        token=None, refresh_token=refresh_token, token_uri=client.endpoints.token,
+        client_id=client.client_id, client_secret=client.client_secret, scopes=[scope],
+    )
+    creds.refresh(google_auth_httplib2.Request(httplib2.Http(timeout=client.timeout_s)))
+    granted = parse(creds.granted_scopes) if creds.granted_scopes else frozenset({scope})
+    return AccessToken(creds.token or "", granted)
+
+
+def _classify(exc: auth_exceptions.GoogleAuthError) -> Exception:
+    if isinstance(exc, auth_exceptions.RefreshError):
+        body = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], dict) else {}
+        error = body.get("error")
+        if error == "invalid_grant":
+            return RevokedError("refresh answered invalid_grant")
+        if error == "invalid_scope":
+            return PermissionLostError("the grant no longer covers the scope")
+        if exc.retryable or not error:
+            return TemporaryError(f"token endpoint failed ({error or 'no error code'})")
+        return UnknownGoogleError(f"token endpoint answered {error}")
+    return TemporaryError(f"token endpoint unreachable ({type(exc).__name__})")
+
+
+async def access_token(client: OAuthClient, refresh_token: str, scope: str) -> AccessToken:
+    """An access token for `scope` only; raises RevokedError only on `invalid_grant`."""
+    try:
+        token = await asyncio.to_thread(_refresh_blocking, client, refresh_token, scope)
+    except auth_exceptions.GoogleAuthError as exc:
+        raise _classify(exc) from None
+    except (OSError, httplib2.HttpLib2Error) as exc:
+        raise TemporaryError(f"token endpoint unreachable ({type(exc).__name__})") from None
+    if scope not in token.scopes:
+        raise PermissionLostError("Google did not grant the feature's scope")
+    return token
+
+
+async def revoke(client: OAuthClient, token: str, session: aiohttp.ClientSession) -> str:
+    """Revoke the grant. Returns `revoked` or `already_invalid`; raises TemporaryError."""
+    try:
+        async with session.post(
+            client.endpoints.revoke, data={"token": token},
+            timeout=aiohttp.ClientTimeout(total=client.timeout_s),
+        ) as resp:
+            if resp.status == 200:
+                return "revoked"
+            body = await resp.json(content_type=None) if resp.status == 400 else {}
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise TemporaryError(f"revoke endpoint unreachable ({type(exc).__name__})") from None
+    if isinstance(body, dict) and body.get("error") in {"invalid_token", "invalid_grant"}:
+        return "already_invalid"
+    raise TemporaryError(f"revoke endpoint answered {resp.status}", status=resp.status)
