@@ -92,3 +92,22 @@ async def revoke(client: OAuthClient, token: str, session: aiohttp.ClientSession
     if isinstance(body, dict) and body.get("error") in {"invalid_token", "invalid_grant"}:
         return "already_invalid"
     raise TemporaryError(f"revoke endpoint answered {resp.status}", status=resp.status)
+
+
+def _granted_blocking(client: OAuthClient, refresh_token: str) -> frozenset[str]:
+    creds = Credentials(
+        token=None, refresh_token=refresh_token, token_uri=client.endpoints.token,
+        client_id=client.client_id, client_secret=client.client_secret,
+    )
+    creds.refresh(google_auth_httplib2.Request(httplib2.Http(timeout=client.timeout_s)))
+    return parse(creds.granted_scopes)
+
+
+async def granted_scopes(client: OAuthClient, refresh_token: str) -> frozenset[str]:
+    """Ask Google which scopes a grant covers: a refresh without `scope` reports them all."""
+    try:
+        return await asyncio.to_thread(_granted_blocking, client, refresh_token)
+    except auth_exceptions.GoogleAuthError as exc:
+        raise _classify(exc) from None
+    except (OSError, httplib2.HttpLib2Error) as exc:
+        raise TemporaryError(f"token endpoint unreachable ({type(exc).__name__})") from None

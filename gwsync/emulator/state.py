@@ -285,7 +285,7 @@ class EmulatorState:
             raise OAuthError(
                 400,
                 "invalid_scope",
-                f"Some requested scopes were invalid. {{invalid={sorted(missing)}}}",,
+                f"Some requested scopes were invalid. {{invalid={sorted(missing)}}}",
             )
         return asked
 
