@@ -32,3 +32,7 @@ class Connector(Protocol):
     def incremental(self, cursor: str) -> AsyncIterator[Fetched]:
         """What changed since `cursor`; raises CursorExpiredError when it is too old."""
         ...
+
+    def close(self) -> None:
+        """Release the connections the job opened."""
+        ...

@@ -35,6 +35,10 @@ CURSOR_REASONS = frozenset({"EXPIRED_SYNC_TOKEN", "fullSyncRequired"})
 
 
 def service(api: str, access_token: str, endpoints: Endpoints, timeout_s: float) -> Resource:
+    """A client for `api` that authenticates with this job's access token only.
+
+    Close it (`resource.close()`) when the job ends: httplib2 keeps connections open.
+    """
     http = google_auth_httplib2.AuthorizedHttp(
         Credentials(token=access_token), http=httplib2.Http(timeout=timeout_s)
     )

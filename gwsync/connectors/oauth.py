@@ -45,7 +45,11 @@ def _refresh_blocking(client: OAuthClient, refresh_token: str, scope: str) -> Ac
         token=None, refresh_token=refresh_token, token_uri=client.endpoints.token,
         client_id=client.client_id, client_secret=client.client_secret, scopes=[scope],
     )
-    creds.refresh(google_auth_httplib2.Request(httplib2.Http(timeout=client.timeout_s)))
+    http = httplib2.Http(timeout=client.timeout_s)
+    try:
+        creds.refresh(google_auth_httplib2.Request(http))
+    finally:
+        http.close()
     granted = parse(creds.granted_scopes) if creds.granted_scopes else frozenset({scope})
     return AccessToken(creds.token or "", granted)
 
@@ -94,20 +98,30 @@ async def revoke(client: OAuthClient, token: str, session: aiohttp.ClientSession
     raise TemporaryError(f"revoke endpoint answered {resp.status}", status=resp.status)
 
 
-def _granted_blocking(client: OAuthClient, refresh_token: str) -> frozenset[str]:
-    creds = Credentials(
-        token=None, refresh_token=refresh_token, token_uri=client.endpoints.token,
-        client_id=client.client_id, client_secret=client.client_secret,
-    )
-    creds.refresh(google_auth_httplib2.Request(httplib2.Http(timeout=client.timeout_s)))
-    return parse(creds.granted_scopes)
 
+async def granted_scopes(
+    client: OAuthClient, refresh_token: str, session: aiohttp.ClientSession
+) -> frozenset[str]:
+    """Ask Google which scopes a grant covers: a refresh without `scope` reports them all.
 
-async def granted_scopes(client: OAuthClient, refresh_token: str) -> frozenset[str]:
-    """Ask Google which scopes a grant covers: a refresh without `scope` reports them all."""
+    (google-auth records granted scopes only when scopes were requested, so this one
+    form POST is made directly.)
+    """
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token,
+            "client_id": client.client_id, "client_secret": client.client_secret}
     try:
-        return await asyncio.to_thread(_granted_blocking, client, refresh_token)
-    except auth_exceptions.GoogleAuthError as exc:
-        raise _classify(exc) from None
-    except (OSError, httplib2.HttpLib2Error) as exc:
+        async with session.post(client.endpoints.token, data=form,
+                                timeout=aiohttp.ClientTimeout(total=client.timeout_s)) as resp:
+            body = await resp.json(content_type=None)
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         raise TemporaryError(f"token endpoint unreachable ({type(exc).__name__})") from None
+    if not isinstance(body, dict):
+        raise UnknownGoogleError("token endpoint answered with something other than an object")
+    if status == 200:
+        return parse(body.get("scope"))
+    if body.get("error") == "invalid_grant":
+        raise RevokedError("refresh answered invalid_grant")
+    if status >= 500 or status == 429:
+        raise TemporaryError(f"token endpoint answered {status}", status=status)
+    raise UnknownGoogleError(f"token endpoint answered {body.get('error') or status}")

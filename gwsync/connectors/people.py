@@ -46,6 +46,7 @@ class PeopleConnector:
     feature: Feature = FEATURES["contacts"]
 
     def __init__(self, service: Resource, page_size: int) -> None:
+        self._service = service
         self._connections = service.people().connections()
         self._params = {
             "resourceName": "people/me",
@@ -71,3 +72,6 @@ class PeopleConnector:
 
     def incremental(self, cursor: str) -> AsyncIterator[Fetched]:
         return self._pages(syncToken=cursor)
+
+    def close(self) -> None:
+        self._service.close()

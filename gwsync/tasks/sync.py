@@ -88,7 +88,10 @@ class SyncRun:
             snap = await self._snapshot()
             await self._set_state(status="running", started_at=utcnow())
             connector = await self._connector(snap)
-            await self._sync(connector, snap)
+            try:
+                await self._sync(connector, snap)
+            finally:
+                connector.close()
         except Skip as why:
             bound.info("sync_skipped", reason=str(why))
             return {"outcome": "skipped", "reason": str(why)}

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
 
 from gwsync.connectors import features, oauth, registry, scopes
-from gwsync.connectors.errors import PermissionLostError, RevokedError, TemporaryError
+from gwsync.connectors.errors import RevokedError, TemporaryError, UnknownGoogleError
 from gwsync.storage import accounts, purpose
 from gwsync.storage.models import Account, Erasure, Record, SyncState
 from gwsync.storage.purge import receipt
@@ -89,11 +89,12 @@ async def _granted(request: web.Request, body: ConnectBody) -> frozenset[str]:
     if body.granted_scopes is not None:
         return scopes.parse(body.granted_scopes)
     try:
-        return await oauth.granted_scopes(deps_of(request).oauth, body.refresh_token)
-    except (RevokedError, PermissionLostError):
+        deps = deps_of(request)
+        return await oauth.granted_scopes(deps.oauth, body.refresh_token, deps.http)
+    except RevokedError:
         raise ApiError(400, "invalid_grant", "Google does not accept this grant") from None
-    except TemporaryError:
-        raise ApiError(503, "google_unavailable", "could not reach Google; retry") from None
+    except (TemporaryError, UnknownGoogleError):
+        raise ApiError(503, "google_unavailable", "could not ask Google; retry") from None
 
 
 async def connect(request: web.Request) -> web.Response:
