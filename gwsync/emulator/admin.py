@@ -52,11 +52,19 @@ async def _json(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _str_list(body: dict[str, Any], key: str) -> list[Any]:
+def _list_field(body: dict[str, Any], key: str) -> list[Any]:
     value = body.get(key, [])
     if not isinstance(value, list):
         raise BadRequest(f"{key} must be a list")
     return value
+
+
+def _persons(body: Any) -> list[dict[str, Any]]:
+    """A list of person objects, from a list or from a body's ``contacts`` key."""
+    persons = body.get("contacts", []) if isinstance(body, dict) else body
+    if not isinstance(persons, list) or not all(isinstance(p, dict) for p in persons):
+        raise BadRequest("contacts must be a list of person objects")
+    return persons
 
 
 def _state(request: web.Request) -> EmulatorState:
@@ -69,7 +77,7 @@ async def create_user(request: web.Request) -> web.Response:
     if not isinstance(body.get("email"), str) or not body["email"]:
         raise BadRequest("email is required")
     issued = _state(request).add_user(
-        body["email"], _str_list(body, "contacts"), _str_list(body, "scopes"), body.get("key")
+        body["email"], _persons(body), _list_field(body, "scopes"), body.get("key")
     )
     return web.json_response(issued.as_json(), status=201)
 
@@ -77,21 +85,16 @@ async def create_user(request: web.Request) -> web.Response:
 async def create_grant(request: web.Request) -> web.Response:
     """``POST /_emulator/users/{user}/grants`` ``{scopes}`` → 201 ``{user, refresh_token}``."""
     body = await _json(request)
-    issued = _state(request).issue_grant(request.match_info["user"], _str_list(body, "scopes"))
+    issued = _state(request).issue_grant(request.match_info["user"], _list_field(body, "scopes"))
     return web.json_response(issued.as_json(), status=201)
 
 
 async def add_contacts(request: web.Request) -> web.Response:
     """``POST …/contacts`` with one person dict, a list, or ``{"contacts": [...]}``."""
     body = await request.json()
-    if isinstance(body, dict):
-        persons = body["contacts"] if isinstance(body.get("contacts"), list) else [body]
-    elif isinstance(body, list):
-        persons = body
-    else:
-        raise BadRequest("expected a person object or a list of them")
-    if not all(isinstance(p, dict) for p in persons):
-        raise BadRequest("each contact must be a JSON object")
+    if isinstance(body, dict) and not isinstance(body.get("contacts"), list):
+        body = [body]
+    persons = _persons(body)
     names = _state(request).add_contacts(request.match_info["user"], persons)
     return web.json_response({"resourceNames": names}, status=201)
 

@@ -7,6 +7,8 @@ how production code reaches it: ``GWSYNC_GOOGLE_BASE_URL=<origin>``.
 from __future__ import annotations
 
 import asyncio
+import builtins
+import functools
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -101,6 +103,7 @@ def state_of(runner: web.AppRunner) -> EmulatorState:
 def run(host: str, port: int, seed_contacts: int = 0) -> None:
     """Serve until interrupted (``gwsync emulator``); prints how to connect to it."""
     state = EmulatorState()
+    print = functools.partial(builtins.print, flush=True)  # visible at once when piped
     print(f"gwsync emulator on http://{host}:{port}")
     print(f"client_id={state.client_id} client_secret={state.client_secret}")
     if seed_contacts:

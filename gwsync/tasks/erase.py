@@ -15,6 +15,7 @@ from gwsync.connectors import oauth
 from gwsync.connectors.errors import TemporaryError
 from gwsync.storage import accounts, keys, purge
 from gwsync.storage.models import Account, Erasure
+from gwsync.tasks.retry import backoff
 from gwsync.timeutil import utcnow
 from gwsync.worker import logging
 from gwsync.worker.deps import Deps
@@ -84,7 +85,7 @@ async def _revoke_all(deps: Deps, account_ids: Sequence[str], job_try: int) -> i
             if job_try >= REVOKE_TRIES:
                 log.error("revoke_gave_up", account_id=account_id, detail=exc.detail)
                 continue
-            raise Retry(defer=min(2**job_try, 60)) from None
+            raise Retry(defer=backoff(deps.settings, job_try)) from None
         revoked += outcome == "revoked"
         log.info("grant_revoked", account_id=account_id, outcome=outcome)
     return revoked

@@ -25,6 +25,7 @@ from gwsync.connectors.errors import (
 from gwsync.storage import accounts, keys
 from gwsync.storage.models import Account, SyncState
 from gwsync.tasks import erase
+from gwsync.tasks.retry import backoff
 from gwsync.timeutil import utcnow
 from gwsync.worker import logging
 from gwsync.worker.deps import Deps
@@ -65,7 +66,7 @@ async def sync_feature(
         return {"outcome": "bad_args"}
     async with deps.queue.lock(account_id, feature, deps.settings.job_timeout_s) as held:
         if not held:
-            raise Retry(defer=2)
+            raise Retry(defer=backoff(deps.settings, 1))
         run = SyncRun(deps, account_id, features.get(feature), generation,
                       ctx.get("job_try", 1))
         return await run.run()
@@ -182,7 +183,7 @@ class SyncRun:
         if isinstance(exc, RevokedError):
             await self._purge_revoked()
         elif isinstance(exc, TemporaryError) and self.job_try < MAX_TRIES:
-            raise Retry(defer=exc.retry_after or min(2**self.job_try, 60))
+            raise Retry(defer=exc.retry_after or backoff(self.deps.settings, self.job_try))
         return {"outcome": "failed", "category": str(exc.category)}
 
     async def _purge_revoked(self) -> None:

@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from rich.console import Console
 from rich.json import JSON
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -101,7 +102,7 @@ class Demo:
 
 def main(contacts: int) -> int:
     """Run the demo; 0 on success, 1 when a step fails, 2 when Redis is missing."""
-    console = Console()
+    console = Console(soft_wrap=True)  # long lines stay whole: they are copied and grepped
     if contacts < 1:
         console.print("[red]demo failed:[/] --contacts must be at least 1")
         return 1
@@ -130,11 +131,18 @@ async def _run(console: Console, tmp: Path, contacts: int) -> int:
         try:
             await _flow(stack, demo, contacts)
         except DemoError as exc:
-            console.print(f"[red]demo failed:[/] {exc}")
-            console.print(f"logs: {tmp}")
-            return 1
+            return _failed(console, tmp, str(exc))
+        except Exception as exc:  # noqa: BLE001 - any failure is one line, not a traceback
+            return _failed(console, tmp, f"unexpected {type(exc).__name__}: {exc}")
     console.print(f"logs and database: {tmp}")
     return 0
+
+
+def _failed(console: Console, tmp: Path, reason: str) -> int:
+    """The one-line reason, and where the processes' logs are to find out more."""
+    console.print(f"[red]demo failed:[/] {escape(reason)}", highlight=False)
+    console.print(f"logs: {tmp}")
+    return 1
 
 
 async def _flow(stack: AsyncExitStack, demo: Demo, contacts: int) -> None:

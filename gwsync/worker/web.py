@@ -28,8 +28,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ApiError(web.HTTPException):
     """A refusal with a machine-readable code; raised anywhere in a handler."""
 
-    def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:
-        self.status_code = status
+    def __init__(self, http_status: int, error: str, message: str, **extra: Any) -> None:
+        self.status_code = http_status
         super().__init__(text=web.json_response(
             {"error": error, "message": message, **extra}).text,
             content_type="application/json")

@@ -1,0 +1,205 @@
+"""The sync job, through a real arq worker against the emulator, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from gwsync.emulator.seed import fake_contact, seed_demo_user
+from gwsync.storage.models import Account, Erasure, Record, SyncState
+from gwsync.tasks.sync import MAX_TRIES
+from gwsync.worker.deps import Deps
+from tests.conftest import Emulator, RunWorker
+from tests.helpers import connect, stored_contacts
+
+LIST = "people.people.connections.list"
+
+
+async def _state(deps: Deps, account_id: str) -> SyncState:
+    async with deps.sessions() as session:
+        state = await session.get(SyncState, (account_id, "contacts"))
+        assert state is not None
+        return state
+
+
+async def _sync_again(deps: Deps, account_id: str, run_worker: RunWorker) -> None:
+    async with deps.sessions() as session:
+        account = await session.get(Account, account_id)
+        assert account is not None
+    assert await deps.queue.enqueue_sync(account_id, "contacts", account.generation)
+    await run_worker()
+
+
+async def test_full_then_incremental_applies_adds_changes_and_deletes(
+    api, deps: Deps, emulator: Emulator, run_worker: RunWorker
+) -> None:
+    """After a full sync, an incremental run stores new and changed contacts and drops deleted ones."""
+    grant = seed_demo_user(emulator.state, 7)
+    account_id = await connect(api, grant.refresh_token)
+    await run_worker()
+    before = await stored_contacts(deps, account_id)
+    assert len(before) == 7
+    assert (await _state(deps, account_id)).stage == "incremental"
+
+    user = grant.user
+    ids = sorted(before)
+    [added] = emulator.state.add_contacts(user, [fake_contact(100)])
+    emulator.state.update_contact(user, ids[0].split("/")[-1],
+                                  {"names": [{"displayName": "Renamed Person"}]})
+    emulator.state.delete_contact(user, ids[1].split("/")[-1])
+    emulator.state.calls(clear=True)
+    await _sync_again(deps, account_id, run_worker)
+
+    after = await stored_contacts(deps, account_id)
+    assert added in after
+    assert after[ids[0]]["name"] == "Renamed Person"
+    assert ids[1] not in after
+    assert len(after) == 7
+    calls = emulator.state.calls()
+    assert calls and all(c["method"] == LIST for c in calls)
+    assert len(calls) == 1  # three changes fit one incremental page
+
+
+async def test_expired_sync_token_falls_back_to_full_sync_that_deletes_missing(
+    api, deps: Deps, emulator: Emulator, run_worker: RunWorker
+) -> None:
+    """An expired People sync token leads to a full sync that removes what is no longer there."""
+    grant = seed_demo_user(emulator.state, 5)
+    account_id = await connect(api, grant.refresh_token)
+    await run_worker()
+    ids = sorted(await stored_contacts(deps, account_id))
+    emulator.state.delete_contact(grant.user, ids[2].split("/")[-1])
+    emulator.state.expire_sync_tokens(grant.user)
+    epoch_before = (await _state(deps, account_id)).epoch
+    await _sync_again(deps, account_id, run_worker)
+
+    after = await stored_contacts(deps, account_id)
+    assert sorted(after) == [i for i in ids if i != ids[2]]
+    state = await _state(deps, account_id)
+    assert state.epoch == epoch_before + 1 and state.stage == "incremental"
+    assert state.status == "ok"
+    assert 400 in [c["status"] for c in emulator.state.calls()]
+
+
+async def test_rerunning_a_page_changes_nothing(
+    api, deps: Deps, emulator: Emulator, run_worker: RunWorker
+) -> None:
+    """Upserts are idempotent: a second full sync of unchanged data leaves the same records."""
+    grant = seed_demo_user(emulator.state, 6)
+    account_id = await connect(api, grant.refresh_token)
+    await run_worker()
+    first = await stored_contacts(deps, account_id)
+    async with deps.sessions.begin() as session:
+        state = await session.get(SyncState, (account_id, "contacts"))
+        state.stage, state.cursor = "full", None
+    await _sync_again(deps, account_id, run_worker)
+    assert await stored_contacts(deps, account_id) == first
+    async with deps.sessions() as session:
+        count = await session.scalar(select(func.count()).select_from(Record))
+    assert count == 6
+
+
+async def test_revoked_grant_purges_the_account(
+    api, deps: Deps, emulator: Emulator, run_worker: RunWorker
+) -> None:
+    """invalid_grant on refresh marks the account erased through a verified erasure."""
+    grant = seed_demo_user(emulator.state, 4)
+    account_id = await connect(api, grant.refresh_token)
+    await run_worker()
+    emulator.state.revoke_user(grant.user)
+    await _sync_again(deps, account_id, run_worker)
+    async with deps.sessions() as session:
+        account = await session.get(Account, account_id)
+        erasure = await session.scalar(select(Erasure))
+        records = await session.scalar(select(func.count()).select_from(Record))
+    assert account.status == "erased" and account.user_id is None
+    assert erasure.trigger == "invalid_grant" and erasure.state == "verified"
+    assert records == 0
+
+
+async def test_transient_api_errors_never_purge(
+    api, deps: Deps, emulator: Emulator, run_worker: RunWorker
+) -> None:
+    """503s from the People API are retried, then recorded as temporary; nothing is deleted."""
+    grant = seed_demo_user(emulator.state, 4)
+    account_id = await connect(api, grant.refresh_token)
+    await run_worker()
+    fault = emulator.state.add_fault("/v1/people", 503, count=100)
+    await _sync_again(deps, account_id, run_worker)
+    state = await _state(deps, account_id)
+    assert state.status == "error" and state.error_category == "temporary"
+    assert len(await stored_contacts(deps, account_id)) == 4
+    async with deps.sessions() as session:
+        assert (await session.get(Account, account_id)).status == "active"
+        assert await session.scalar(select(func.count()).select_from(Erasure)) == 0
+    assert 100 - fault.remaining == MAX_TRIES  # retried, then given up as temporary
+
+
+async def test_token_endpoint_outage_never_purges(
+    api, deps: Deps, emulator: Emulator, run_worker: RunWorker
+) -> None:
+    """A 5xx from the token endpoint is temporary: the account stays active and its data stays."""
+    grant = seed_demo_user(emulator.state, 3)
+    account_id = await connect(api, grant.refresh_token)
+    await run_worker()
+    emulator.state.add_fault("/token", 503, count=3)
+    await _sync_again(deps, account_id, run_worker)
+    async with deps.sessions() as session:
+        assert (await session.get(Account, account_id)).status == "active"
+        assert await session.scalar(select(func.count()).select_from(Erasure)) == 0
+    assert len(await stored_contacts(deps, account_id)) == 3
+
+
+async def test_erased_account_is_never_synced_again(
+    api, deps: Deps, emulator: Emulator, run_worker: RunWorker
+) -> None:
+    """A sync job queued for an erased account does nothing and calls Google not once."""
+    grant = seed_demo_user(emulator.state, 3)
+    account_id = await connect(api, grant.refresh_token)
+    await run_worker()
+    assert (await api.delete(f"/v1/accounts/{account_id}")).status == 202
+    await run_worker()
+    emulator.state.calls(clear=True)
+    for generation in (1, 2):
+        await deps.queue.enqueue_sync(account_id, "contacts", generation)
+    await run_worker()
+    assert emulator.state.calls() == []
+    resp = await api.post(f"/v1/accounts/{account_id}/sync", json={})
+    assert resp.status == 409
+
+
+async def test_one_sync_per_account_and_feature_is_queued(
+    api, deps: Deps, emulator: Emulator
+) -> None:
+    """Enqueueing the same account and feature twice leaves a single queued job."""
+    grant = seed_demo_user(emulator.state, 1)
+    account_id = await connect(api, grant.refresh_token)  # queues the first sync
+    assert await deps.queue.enqueue_sync(account_id, "contacts", 1) is False
+    assert len(await deps.queue.queued_jobs(account_id)) == 1
+
+
+async def test_a_held_lock_defers_the_second_run(
+    api, deps: Deps, emulator: Emulator, run_worker: RunWorker
+) -> None:
+    """While another run holds the account's feature lock, the job waits instead of running."""
+    grant = seed_demo_user(emulator.state, 2)
+    account_id = await connect(api, grant.refresh_token)
+    async with deps.queue.lock(account_id, "contacts", 30) as held:
+        assert held
+        async with deps.queue.lock(account_id, "contacts", 30) as second:
+            assert not second
+    await run_worker()
+    assert len(await stored_contacts(deps, account_id)) == 2
+
+
+async def test_bad_job_arguments_change_nothing(
+    deps: Deps, emulator: Emulator, run_worker: RunWorker
+) -> None:
+    """A sync job with malformed arguments is refused by the job and touches nothing."""
+    await deps.queue.redis.enqueue_job("sync_feature", "not-an-id", "contacts", "x",
+                                       _job_id=f"{deps.queue.prefix}:bad")
+    await deps.queue.redis.enqueue_job("sync_feature", "0" * 36, "no_such_feature", 1,
+                                       _job_id=f"{deps.queue.prefix}:bad2")
+    await run_worker()
+    assert emulator.state.calls() == []
+    async with deps.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(SyncState)) == 0
