@@ -362,6 +362,7 @@ async def _connect(demo: Demo, refresh_token: str) -> str:
     """Register the grant; gwsync asks Google what was granted and enables what it covers."""
     body = await _call(demo, "POST", "/v1/accounts", 201,
                        json={"user_id": "demo-user-1", "refresh_token": refresh_token})
+    demo.console.print()
     table = Table(title=f"2. Connected account {body['account_id']}")
     for column in ("feature", "enabled", "missing scopes"):
         table.add_column(column)
@@ -407,6 +408,7 @@ async def _read(demo: Demo, account_id: str) -> None:
     records = body["records"]
     if not records:
         raise DemoError("the permitted read returned no records")
+    demo.console.print()
     table = Table(title="4. Read with use=feature:contacts (first 5)")
     for column in ("id", "name", "stored fields"):
         table.add_column(column)
@@ -466,5 +468,5 @@ async def _check_revoked(demo: Demo, refresh_token: str) -> None:
     revoked = [r for r in body.get("revocations", []) if r.get("token") == refresh_token]
     if not revoked:
         raise DemoError("the emulator saw no revocation of the demo user's grant")
-    demo.console.print(f"7. Google (emulator) confirms: the {revoked[0]['kind']} of "
+    demo.console.print(f"\n[bold]7.[/] Google (emulator) confirms: the {revoked[0]['kind']} of "
                        f"{revoked[0]['user']} was revoked at {revoked[0]['at']}")
