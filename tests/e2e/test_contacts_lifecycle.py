@@ -164,3 +164,26 @@ async def test_no_host_but_the_base_url_is_contacted(
         "people.people.connections.list") >= 1
     assert set(looked_up) <= {"127.0.0.1", "localhost"}
     assert emulator.state.revocations()
+
+
+async def test_a_sync_in_flight_when_erasure_begins_never_writes_after(
+    api: TestClient, run_worker: RunWorker, emulator: Emulator, settings: Settings,
+) -> None:
+    """A slow sync erased mid-way leaves zero records once both have finished."""
+    grant = seed_demo_user(emulator.state, 30)
+    emulator.state.add_fault("/v1/people", 0, count=100, delay_ms=150)
+    account_id = await _connect(api, grant.refresh_token)
+    sync = asyncio.create_task(run_worker())
+    for _ in range(100):  # wait until the sync has written its first pages
+        status = await (await api.get(f"/v1/accounts/{account_id}")).json()
+        if status["features"]["contacts"]["record_count"] > 0:
+            break
+        await asyncio.sleep(0.05)
+    assert 0 < status["features"]["contacts"]["record_count"] < 30
+    assert (await api.delete(f"/v1/accounts/{account_id}")).status == 202
+    await sync
+    await run_worker()
+    status = await (await api.get(f"/v1/accounts/{account_id}")).json()
+    assert status["status"] == "erased"
+    assert status["features"]["contacts"]["record_count"] == 0
+    assert await _database_hits(settings, account_id) == ["accounts", "erasures"]

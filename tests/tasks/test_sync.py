@@ -32,7 +32,7 @@ async def _sync_again(deps: Deps, account_id: str, run_worker: RunWorker) -> Non
 async def test_full_then_incremental_applies_adds_changes_and_deletes(
     api, deps: Deps, emulator: Emulator, run_worker: RunWorker
 ) -> None:
-    """After a full sync, an incremental run stores new and changed contacts and drops deleted ones."""
+    """After a full sync, an incremental run stores adds and changes and drops deletes."""
     grant = seed_demo_user(emulator.state, 7)
     account_id = await connect(api, grant.refresh_token)
     await run_worker()
