@@ -16,7 +16,7 @@ from gwsync.connectors.errors import TemporaryError
 from gwsync.storage import accounts, keys, purge
 from gwsync.storage.models import Account, Erasure
 from gwsync.tasks.retry import backoff
-from gwsync.timeutil import utcnow
+from gwsync.timeutil import rfc3339, utcnow
 from gwsync.worker import logging
 from gwsync.worker.deps import Deps
 
@@ -107,4 +107,4 @@ async def _verify(deps: Deps, account_ids: Sequence[str]) -> dict[str, Any]:
     remaining["queued_jobs"] = sum([len(await deps.queue.queued_jobs(a)) for a in account_ids])
     remaining["redis_keys"] = sum([len(await deps.queue.account_keys(a)) for a in account_ids])
     return {"remaining": remaining, "ok": not any(remaining.values()),
-            "checked_at": utcnow().isoformat()}
+            "checked_at": rfc3339(utcnow())}

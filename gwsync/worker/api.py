@@ -93,8 +93,11 @@ async def _granted(request: web.Request, body: ConnectBody) -> frozenset[str]:
         return await oauth.granted_scopes(deps.oauth, body.refresh_token, deps.http)
     except RevokedError:
         raise ApiError(400, "invalid_grant", "Google does not accept this grant") from None
-    except (TemporaryError, UnknownGoogleError):
-        raise ApiError(503, "google_unavailable", "could not ask Google; retry") from None
+    except TemporaryError:
+        raise ApiError(503, "google_unavailable", "could not reach Google; retry") from None
+    except UnknownGoogleError:
+        raise ApiError(502, "google_refused", "Google refused the token request; check the "
+                       "OAuth client configuration") from None
 
 
 async def connect(request: web.Request) -> web.Response:

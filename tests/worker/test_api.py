@@ -203,3 +203,15 @@ async def test_metrics_carry_no_identifiers(api: TestClient, emulator: Emulator)
     assert 'gwsync_purpose_decisions_total{decision="refused",kind="forbidden"}' in text
     assert "/v1/accounts/{account_id}/records" in text
     assert account_id not in text
+
+
+async def test_a_misconfigured_oauth_client_is_502_not_retryable(
+    api: TestClient, emulator: Emulator, deps: Deps
+) -> None:
+    """When Google rejects our client credentials, connect says so (502) instead of 'retry'."""
+    grant = seed_demo_user(emulator.state, 1)
+    emulator.state.client_secret = "rotated"
+    resp = await api.post("/v1/accounts", json={"user_id": "u",
+                                                "refresh_token": grant.refresh_token})
+    await _error(resp, 502, "google_refused")
+    assert await _counts(deps) == (0, 0, 0)

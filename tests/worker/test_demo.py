@@ -19,15 +19,16 @@ def _demo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           stdin=subprocess.DEVNULL, check=False)
 
 
-def _env(**extra: str) -> dict[str, str]:
+def _env(tmp: Path, **extra: str) -> dict[str, str]:
+    """The caller's environment minus GWSYNC_ settings; the demo's temp dir under `tmp`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GWSYNC_")}
-    return {**env, "COLUMNS": "120", **extra}
+    return {**env, "COLUMNS": "120", "TMPDIR": str(tmp), **extra}
 
 
 @pytest.mark.timeout(150)
-def test_demo_runs_the_whole_flow_to_a_verified_receipt() -> None:
+def test_demo_runs_the_whole_flow_to_a_verified_receipt(tmp_path: Path) -> None:
     """The demo connects, syncs, is refused ai_training and ends with a verified erasure."""
-    result = _demo(_env(GWSYNC_REDIS_URL=REDIS_URL), "--contacts", "30")
+    result = _demo(_env(tmp_path, GWSYNC_REDIS_URL=REDIS_URL), "--contacts", "30")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert '"state": "verified"' in result.stdout
@@ -38,9 +39,9 @@ def test_demo_runs_the_whole_flow_to_a_verified_receipt() -> None:
 
 
 @pytest.mark.timeout(150)
-def test_demo_without_redis_names_the_package_to_install() -> None:
+def test_demo_without_redis_names_the_package_to_install(tmp_path: Path) -> None:
     """With no Redis answering and no redis-server on PATH, the demo exits 2 naming the package."""
-    env = _env(GWSYNC_REDIS_URL="redis://127.0.0.1:1/0", PATH=str(BIN))
+    env = _env(tmp_path, GWSYNC_REDIS_URL="redis://127.0.0.1:1/0", PATH=str(BIN))
     result = _demo(env, "--contacts", "3")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "apt-get install redis-server" in result.stdout
