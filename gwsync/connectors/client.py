@@ -28,9 +28,11 @@ from gwsync.connectors.errors import (
     UnknownGoogleError,
 )
 
-RATE_LIMIT_REASONS = frozenset(
-    {"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"}
-)
+#: 403 reasons that mean "slow down", not "no permission" (Google's guides: back off).
+RATE_LIMIT_REASONS = frozenset({
+    "rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED", "quotaExceeded",
+    "dailyLimitExceeded", "RESOURCE_EXHAUSTED",
+})
 CURSOR_REASONS = frozenset({"EXPIRED_SYNC_TOKEN", "fullSyncRequired"})
 
 
@@ -42,16 +44,19 @@ def service(api: str, access_token: str, endpoints: Endpoints, timeout_s: float)
     http = google_auth_httplib2.AuthorizedHttp(
         Credentials(token=access_token), http=httplib2.Http(timeout=timeout_s)
     )
+    document = discovery.document(api)
+    if endpoints.root_url:  # batch URIs are built from rootUrl, not from api_endpoint
+        document = {**document, "rootUrl": endpoints.root_url}
     return build_from_document(
-        discovery.document(api), http=http,
+        document, http=http,
         client_options={"api_endpoint": endpoints.api_roots[api]},
     )
 
 
 def _reasons(body: dict[str, Any]) -> set[str]:
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    found = {str(e.get("reason")) for e in error.get("errors", []) if isinstance(e, dict)}
-    found |= {str(d.get("reason")) for d in error.get("details", []) if isinstance(d, dict)}
+    found = {str(e.get("reason")) for e in error.get("errors") or [] if isinstance(e, dict)}
+    found |= {str(d.get("reason")) for d in error.get("details") or [] if isinstance(d, dict)}
     if error.get("status"):
         found.add(str(error["status"]))
     return found

@@ -17,6 +17,8 @@ class Endpoints:
     #: API name → root for google-api-python-client's `api_endpoint` option.
     api_roots: dict[str, str]
     batch_root: str
+    #: Replaces each discovery document's `rootUrl` (so batch URIs move too); None: Google's.
+    root_url: str | None = None
 
     @classmethod
     def google(cls) -> Endpoints:
@@ -48,6 +50,7 @@ class Endpoints:
                 "drive": f"{base}/drive/v3/",
             },
             batch_root=base,
+            root_url=f"{base}/",
         )
 
     @classmethod

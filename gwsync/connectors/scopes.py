@@ -102,6 +102,8 @@ def candidates(
     privileged first; a limited scope counts only when listed in `accepts`."""
     params = params or {}
     method_list = list(methods)
+    if not method_list:
+        return []
     accepted = set(accepts)
     common = set.intersection(*(set(discovery.method_scopes(m)) for m in method_list))
     usable = [

@@ -14,9 +14,14 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(f"GWSYNC_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
-                             for e in exc.errors())
+        problems = "; ".join(f"{_variable(e['loc'])}: {e['msg']}" for e in exc.errors())
         raise click.ClickException(f"invalid configuration: {problems}") from None
+
+
+def _variable(loc: tuple[object, ...]) -> str:
+    """The environment variable an operator set, for a settings field's error location."""
+    name = "_".join(map(str, loc)).upper()
+    return name if name == "PORT" else f"GWSYNC_{name}"
 
 
 def _guard(run: object) -> None:

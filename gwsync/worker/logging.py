@@ -27,7 +27,7 @@ SENSITIVE_KEYS = frozenset({
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 #: Google's token shapes (access `ya29.`, refresh `1//`) and bearer headers.
-_TOKEN = re.compile(r"(ya29\.[\w.-]+|1//[\w.-]+|Bearer\s+[\w.~+/-]+=*)")
+_TOKEN = re.compile(r"(ya29\.[\w.-]+|1//[\w.-]+|(?i:bearer)\s+[\w.~+/-]+=*)")
 
 
 class Redact:
@@ -52,9 +52,11 @@ class Redact:
         if isinstance(value, dict):
             return {k: REDACTED if str(k).lower() in self._keys else self._scrub(v)
                     for k, v in value.items()}
-        if isinstance(value, list | tuple):
+        if isinstance(value, list | tuple | set | frozenset):
             return [self._scrub(v) for v in value]
-        return value
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        return self._scrub(str(value))  # exceptions and other objects render as text
 
 
 def processors(fmt: str) -> list[Any]:

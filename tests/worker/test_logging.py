@@ -133,11 +133,6 @@ def test_redaction_sees_bound_context() -> None:
 
 @pytest.mark.parametrize("value", [ValueError(f"no contact {EMAIL}"), {ACCESS}],
                          ids=["exception-object", "set"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="Redact only scrubs str/dict/list/tuple; other values (exception objects, sets) "
-           "pass through and JSONRenderer repr()s them after redaction, leaking their text",
-)
 def test_values_rendered_as_text_are_scrubbed_too(
     restore_logging: None, capsys: pytest.CaptureFixture[str], value: object
 ) -> None:
