@@ -6,6 +6,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from gwsync.emulator.seed import seed_demo_user
+from gwsync.emulator.state import EmulatorState, IssuedGrant
 from gwsync.worker.deps import Deps
 
 
@@ -28,3 +30,13 @@ async def stored_contacts(deps: Deps, account_id: str) -> dict[str, dict[str, An
         if page.next_cursor is None:
             return found
         cursor = page.next_cursor
+
+
+async def synced_user(
+    api: TestClient, state: EmulatorState, run_worker: Any, contacts: int
+) -> tuple[IssuedGrant, str]:
+    """Seed a user with `contacts` contacts, connect them, and run the first sync."""
+    grant = seed_demo_user(state, contacts)
+    account_id = await connect(api, grant.refresh_token)
+    await run_worker()
+    return grant, account_id

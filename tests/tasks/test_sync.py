@@ -9,7 +9,7 @@ from gwsync.storage.models import Account, Erasure, Record, SyncState
 from gwsync.tasks.sync import MAX_TRIES
 from gwsync.worker.deps import Deps
 from tests.conftest import Emulator, RunWorker
-from tests.helpers import connect, stored_contacts
+from tests.helpers import connect, stored_contacts, synced_user
 
 LIST = "people.people.connections.list"
 
@@ -33,9 +33,7 @@ async def test_full_then_incremental_applies_adds_changes_and_deletes(
     api, deps: Deps, emulator: Emulator, run_worker: RunWorker
 ) -> None:
     """After a full sync, an incremental run stores adds and changes and drops deletes."""
-    grant = seed_demo_user(emulator.state, 7)
-    account_id = await connect(api, grant.refresh_token)
-    await run_worker()
+    grant, account_id = await synced_user(api, emulator.state, run_worker, 7)
     before = await stored_contacts(deps, account_id)
     assert len(before) == 7
     assert (await _state(deps, account_id)).stage == "incremental"
@@ -63,9 +61,7 @@ async def test_expired_sync_token_falls_back_to_full_sync_that_deletes_missing(
     api, deps: Deps, emulator: Emulator, run_worker: RunWorker
 ) -> None:
     """An expired People sync token leads to a full sync that removes what is no longer there."""
-    grant = seed_demo_user(emulator.state, 5)
-    account_id = await connect(api, grant.refresh_token)
-    await run_worker()
+    grant, account_id = await synced_user(api, emulator.state, run_worker, 5)
     ids = sorted(await stored_contacts(deps, account_id))
     emulator.state.delete_contact(grant.user, ids[2].split("/")[-1])
     emulator.state.expire_sync_tokens(grant.user)
@@ -84,9 +80,7 @@ async def test_rerunning_a_page_changes_nothing(
     api, deps: Deps, emulator: Emulator, run_worker: RunWorker
 ) -> None:
     """Upserts are idempotent: a second full sync of unchanged data leaves the same records."""
-    grant = seed_demo_user(emulator.state, 6)
-    account_id = await connect(api, grant.refresh_token)
-    await run_worker()
+    grant, account_id = await synced_user(api, emulator.state, run_worker, 6)
     first = await stored_contacts(deps, account_id)
     async with deps.sessions.begin() as session:
         state = await session.get(SyncState, (account_id, "contacts"))
@@ -102,9 +96,7 @@ async def test_revoked_grant_purges_the_account(
     api, deps: Deps, emulator: Emulator, run_worker: RunWorker
 ) -> None:
     """invalid_grant on refresh marks the account erased through a verified erasure."""
-    grant = seed_demo_user(emulator.state, 4)
-    account_id = await connect(api, grant.refresh_token)
-    await run_worker()
+    grant, account_id = await synced_user(api, emulator.state, run_worker, 4)
     emulator.state.revoke_user(grant.user)
     await _sync_again(deps, account_id, run_worker)
     async with deps.sessions() as session:
@@ -120,9 +112,7 @@ async def test_transient_api_errors_never_purge(
     api, deps: Deps, emulator: Emulator, run_worker: RunWorker
 ) -> None:
     """503s from the People API are retried, then recorded as temporary; nothing is deleted."""
-    grant = seed_demo_user(emulator.state, 4)
-    account_id = await connect(api, grant.refresh_token)
-    await run_worker()
+    grant, account_id = await synced_user(api, emulator.state, run_worker, 4)
     fault = emulator.state.add_fault("/v1/people", 503, count=100)
     await _sync_again(deps, account_id, run_worker)
     state = await _state(deps, account_id)
@@ -138,9 +128,7 @@ async def test_token_endpoint_outage_never_purges(
     api, deps: Deps, emulator: Emulator, run_worker: RunWorker
 ) -> None:
     """A 5xx from the token endpoint is temporary: the account stays active and its data stays."""
-    grant = seed_demo_user(emulator.state, 3)
-    account_id = await connect(api, grant.refresh_token)
-    await run_worker()
+    grant, account_id = await synced_user(api, emulator.state, run_worker, 3)
     emulator.state.add_fault("/token", 503, count=3)
     await _sync_again(deps, account_id, run_worker)
     async with deps.sessions() as session:
@@ -153,9 +141,7 @@ async def test_erased_account_is_never_synced_again(
     api, deps: Deps, emulator: Emulator, run_worker: RunWorker
 ) -> None:
     """A sync job queued for an erased account does nothing and calls Google not once."""
-    grant = seed_demo_user(emulator.state, 3)
-    account_id = await connect(api, grant.refresh_token)
-    await run_worker()
+    grant, account_id = await synced_user(api, emulator.state, run_worker, 3)
     assert (await api.delete(f"/v1/accounts/{account_id}")).status == 202
     await run_worker()
     emulator.state.calls(clear=True)
