@@ -29,6 +29,12 @@ class Feature:
     retention: timedelta = timedelta(days=30)
     #: Scopes whose limitation (see `scopes.RANKED`) is exactly what the feature wants.
     accepts_limited: tuple[str, ...] = ()
+    #: The method whose answer the stored fields come from (default: the first method).
+    stores_from: str | None = None
+
+    @property
+    def source_method(self) -> str:
+        return self.stores_from or self.methods[0]
 
     @cached_property
     def scope_info(self) -> ScopeInfo:
@@ -93,6 +99,7 @@ FEATURES: dict[str, Feature] = {
             methods=("gmail.users.messages.list", "gmail.users.messages.get",
                      "gmail.users.history.list"),
             params={"gmail.users.messages.get": {"format": "metadata"}},
+            stores_from="gmail.users.messages.get",
             fields={"message": ("from", "to", "subject", "date")},
             retention=timedelta(days=14),
         ),

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -30,6 +30,8 @@ SYNC_TOKEN_TTL = 7 * 24 * 3600
 #: Contact ids look like Google's 19-digit ``people/c…`` numbers, allocated deterministically.
 _FIRST_CONTACT_ID = 7_100_000_000_000_000_001
 
+
+T = TypeVar("T")
 
 @dataclass
 class User:
@@ -155,6 +157,8 @@ class EmulatorState:
         self.revocation_log: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
         self._contact_ids = itertools.count(_FIRST_CONTACT_ID)
+        #: Per API, per user key: the data each API module keeps (see `api_data`).
+        self._api_data: dict[str, dict[str, Any]] = {}
 
     # -- clock -----------------------------------------------------------------------
 
@@ -193,7 +197,21 @@ class EmulatorState:
         self.add_contacts(user_key, contacts)
         return self.issue_grant(user_key, scopes)
 
+    def api_data(self, api: str, user_key: str, factory: Callable[[], T]) -> T:
+        """The data one API module keeps for one user, created on first use.
+
+        Each API module (calendar, drive, gmail, ...) owns its own data class, so adding
+        an API never changes `User`.
+        """
+        self.user(user_key)
+        per_user = self._api_data.setdefault(api, {})
+        if user_key not in per_user:
+            per_user[user_key] = factory()
+        return per_user[user_key]
+
     def _forget_user(self, user_key: str) -> None:
+        for per_user in self._api_data.values():
+            per_user.pop(user_key, None)
         for grant in [g for g in self.grants.values() if g.user == user_key]:
             del self.grants[grant.id]
             self._by_refresh.pop(grant.refresh_token, None)

@@ -110,7 +110,7 @@ class RecordStore:
             "content": cipher.encrypt(crypto.record_row(item.kind, item.external_id),
                                       _minimise(feature, item)),
             "data_use": feature.data_use, "scope": feature.scope, "source_api": feature.api,
-            "source_method": feature.methods[0], "fetched_at": now,
+            "source_method": feature.source_method, "fetched_at": now,
             "expires_at": now + feature.retention, "policy_version": self._policy_version,
             "epoch": epoch,
         } for item in {(i.kind, i.external_id): i for i in items}.values()]
