@@ -61,6 +61,15 @@ class RowCipher:
         return _open(self._key, blob, self._aad(row))
 
 
+def seal(master: bytes, label: str, plaintext: bytes) -> bytes:
+    """Encrypt directly under the master key, bound to `label` (for short-lived secrets)."""
+    return _seal(master, plaintext, f"sealed:{label}".encode())
+
+
+def unseal(master: bytes, label: str, blob: bytes) -> bytes:
+    return _open(master, blob, f"sealed:{label}".encode())
+
+
 def grant_row() -> str:
     return "grant"
 

@@ -51,6 +51,8 @@ class Account(Base):
     #: Hashes of the refresh token for matching Cross-Account Protection events.
     token_prefix_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     token_sha512x2: Mapped[str | None] = mapped_column(String(100), index=True)
+    #: SHA-256 of the Google account's `sub`, for Cross-Account Protection events (optional).
+    google_sub_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -150,9 +152,29 @@ class Erasure(Base):
     #: requested → revoking → shredded → deleted → verified (or failed)
     state: Mapped[str] = mapped_column(String(20), default="requested")
     account_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: What is erased: {} whole accounts; {"features": [...]} those features' records only;
+    #: {"expired_before": <RFC 3339>} records past retention.
+    scope: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: pending → revoked | already_invalid | failed; not_applicable for partial erasures.
+    revocation: Mapped[str] = mapped_column(String(20), default="pending")
+    #: Grants still to revoke at Google, sealed by the master key, kept only until revoked,
+    #: so a Google outage never delays shredding the data key.
+    revoke_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     steps: Mapped[dict[str, Any]] = mapped_column(default=dict)
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     verification: Mapped[dict[str, Any]] = mapped_column(default=dict)
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(String(200))
+
+
+class SecurityEvent(Base):
+    """A Cross-Account Protection event received, by the hash of its `jti` (for de-duplication)."""
+
+    __tablename__ = "security_events"
+
+    jti_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    event_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    accounts_matched: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str] = mapped_column(String(40))

@@ -1,27 +1,33 @@
 """Erasure, as a durable state machine: requested → revoking → shredded → deleted → verified.
 
-Beginning an erasure bumps each account's generation in the same transaction that
-records the erasure, so from that commit on no in-flight sync can write. Every step is
-idempotent and saved before the next, so a crashed worker resumes where it stopped.
-The data key goes before the rows: from then on, every copy is unreadable.
+An erasure of whole accounts does its first three steps in the transaction that records
+it: the generation bump fences every in-flight sync, the grants are sealed under the
+master key for revocation (so a Google outage never delays what follows), and the data
+keys are destroyed — the data is unreadable from the moment the request is answered.
+The rows go afterwards, in the erase job, which a crashed worker resumes.
+
+Partial erasures (a withdrawn scope's features, records past retention) delete rows only:
+the account's key and grant still serve its other features.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, and_, delete, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gwsync.storage import accounts
+from gwsync.storage import accounts, crypto, keys
 from gwsync.storage.db import SessionFactory
 from gwsync.storage.models import AccessLog, Account, DataKey, Erasure, Record, SyncState
 from gwsync.timeutil import rfc3339, utcnow
 
 STATES = ("requested", "revoking", "shredded", "deleted", "verified")
-#: The database stores an erasure deletes from, with how to find an account's rows.
+#: The database stores a whole-account erasure deletes from, by their account column.
 ROW_STORES = {
     "records": Record.account_id,
     "sync_states": SyncState.account_id,
@@ -30,74 +36,135 @@ ROW_STORES = {
 }
 
 
+def is_whole(erasure: Erasure) -> bool:
+    return not erasure.scope
+
+
 async def begin(
-    session: AsyncSession, targets: Sequence[Account], *, subject_hash: str, trigger: str
+    session: AsyncSession, master: bytes, targets: Sequence[Account], *, subject_hash: str,
+    trigger: str, scope: dict[str, Any] | None = None,
 ) -> Erasure:
-    """Fence the accounts and record the erasure (caller commits, then enqueues)."""
-    now = utcnow()
-    for account in targets:
-        account.generation += 1
-        account.status = accounts.ERASING
+    """Record the erasure; for whole accounts also fence, seal the grants and shred.
+
+    The caller commits, then enqueues the erase job.
+    """
+    now = rfc3339(utcnow())
     erasure = Erasure(
         id=str(uuid.uuid4()), subject_hash=subject_hash, trigger=trigger, state="requested",
-        account_ids=[a.id for a in targets], steps={"requested": rfc3339(now)},
-        counts={}, verification={}, requested_at=now,
+        account_ids=[a.id for a in targets], scope=scope or {}, steps={"requested": now},
+        counts={}, verification={}, requested_at=utcnow(), revocation="not_applicable",
     )
+    if "expired_before" not in erasure.scope:
+        for account in targets:
+            account.generation += 1  # fences in-flight syncs from this commit on
+    if is_whole(erasure):
+        await _seal_and_shred(session, master, erasure, targets, now)
     session.add(erasure)
     await session.flush()
     return erasure
 
 
-async def advance(sessions: SessionFactory, erasure_id: str, state: str,
-                  **changes: Any) -> None:
-    """Save that the erasure reached `state` (with its counts so far)."""
+async def _seal_and_shred(
+    session: AsyncSession, master: bytes, erasure: Erasure, targets: Sequence[Account],
+    now: str | None,
+) -> None:
+    tokens = []
+    for account in targets:
+        account.status = accounts.ERASING
+        try:
+            tokens.append((await accounts.grant(session, master, account)).refresh_token)
+        except keys.KeyShreddedError:
+            pass  # already shredded by an earlier erasure
+    if tokens:
+        erasure.revoke_ciphertext = crypto.seal(master, f"revoke:{erasure.id}",
+                                                json.dumps(tokens).encode())
+        erasure.revocation = "pending"
+    ids = [a.id for a in targets]
+    shredded = (await session.execute(delete(DataKey).where(DataKey.account_id.in_(ids))))
+    await session.execute(update(Account).where(Account.id.in_(ids))
+                          .values(grant_ciphertext=None))
+    erasure.counts = {"data_keys": shredded.rowcount or 0, "grants_sealed": len(tokens)}
+    erasure.steps = {**erasure.steps, "revoking": now, "shredded": now}
+    erasure.state = "shredded"
+
+
+def sealed_tokens(master: bytes, erasure: Erasure) -> list[str]:
+    if erasure.revoke_ciphertext is None:
+        return []
+    return json.loads(crypto.unseal(master, f"revoke:{erasure.id}", erasure.revoke_ciphertext))
+
+
+async def advance(sessions: SessionFactory, erasure_id: str, state: str | None,
+                  **changes: Any) -> Erasure:
+    """Save a step (`state`, timed in `steps`) and any other changes, in one transaction."""
     async with sessions.begin() as session:
         erasure = await session.get(Erasure, erasure_id)
         if erasure is None:
             raise LookupError(erasure_id)
-        erasure.state = state
-        erasure.steps = {**erasure.steps, state: rfc3339(utcnow())}
+        if state is not None:
+            erasure.state = state
+            erasure.steps = {**erasure.steps, state: rfc3339(utcnow())}
         for name, value in changes.items():
             setattr(erasure, name, value)
+        return erasure
 
 
-async def shred(sessions: SessionFactory, account_ids: Sequence[str]) -> int:
-    """Destroy the data keys and the encrypted grants: the data is unreadable from here."""
+def _record_filter(erasure: Erasure) -> ColumnElement[bool]:
+    ids = Record.account_id.in_(erasure.account_ids)
+    if "features" in erasure.scope:
+        return and_(ids, Record.feature.in_(erasure.scope["features"]))
+    if "expired_before" in erasure.scope:
+        cutoff = datetime.fromisoformat(erasure.scope["expired_before"].replace("Z", "+00:00"))
+        return and_(ids, Record.expires_at < cutoff)
+    return ids if erasure.account_ids else false()
+
+
+async def delete_rows(sessions: SessionFactory, erasure: Erasure) -> dict[str, int]:
+    """Delete what the erasure covers; whole accounts are left as tombstones."""
     async with sessions.begin() as session:
-        result = await session.execute(delete(DataKey).where(DataKey.account_id.in_(account_ids)))
-        await session.execute(update(Account).where(Account.id.in_(account_ids))
-                              .values(grant_ciphertext=None))
-        return result.rowcount or 0
-
-
-async def delete_rows(sessions: SessionFactory, account_ids: Sequence[str]) -> dict[str, int]:
-    """Delete every row of the accounts and leave each account as a tombstone."""
-    counts: dict[str, int] = {}
-    async with sessions.begin() as session:
+        if not is_whole(erasure):
+            result = await session.execute(delete(Record).where(_record_filter(erasure)))
+            await _reset_features(session, erasure)
+            return {"records": result.rowcount or 0}
+        counts = {}
         for name, column in ROW_STORES.items():
-            result = await session.execute(delete(column.table).where(column.in_(account_ids)))
+            result = await session.execute(
+                delete(column.table).where(column.in_(erasure.account_ids)))
             counts[name] = result.rowcount or 0
-        await session.execute(update(Account).where(Account.id.in_(account_ids)).values(
+        await session.execute(update(Account).where(Account.id.in_(erasure.account_ids)).values(
             status=accounts.ERASED, user_id=None, grant_ciphertext=None, granted_scopes="",
-            token_prefix_hash=None, token_sha512x2=None))
+            token_prefix_hash=None, token_sha512x2=None, google_sub_hash=None))
     return counts
 
 
-async def recount(sessions: SessionFactory, account_ids: Sequence[str]) -> dict[str, int]:
-    """Count what is left of the accounts in every database store (all zero when done)."""
+async def _reset_features(session: AsyncSession, erasure: Erasure) -> None:
+    """A withdrawn feature starts from nothing if it is ever granted again."""
+    if "features" not in erasure.scope:
+        return
+    await session.execute(update(SyncState).where(
+        SyncState.account_id.in_(erasure.account_ids),
+        SyncState.feature.in_(erasure.scope["features"]),
+    ).values(cursor=None, page_token=None, stage="full", status="needs_permission"))
+
+
+async def recount(sessions: SessionFactory, erasure: Erasure) -> dict[str, int]:
+    """Count what is left of what the erasure covers (all zero when it worked)."""
     async with sessions() as session:
+        if not is_whole(erasure):
+            left = await session.scalar(
+                select(func.count()).select_from(Record).where(_record_filter(erasure)))
+            return {"records": int(left or 0)}
+        ids = erasure.account_ids
         counts = {
             name: int(await session.scalar(
-                select(func.count()).select_from(column.table).where(column.in_(account_ids))
-            ) or 0)
+                select(func.count()).select_from(column.table).where(column.in_(ids))) or 0)
             for name, column in ROW_STORES.items()
         }
-        counts["grants"] = int(await session.scalar(
-            select(func.count()).select_from(Account).where(
-                Account.id.in_(account_ids), Account.grant_ciphertext.is_not(None))) or 0)
-        counts["identified_accounts"] = int(await session.scalar(
-            select(func.count()).select_from(Account).where(
-                Account.id.in_(account_ids), Account.user_id.is_not(None))) or 0)
+        for name, column in (("grants", Account.grant_ciphertext),
+                             ("identified_accounts", Account.user_id)):
+            counts[name] = int(await session.scalar(select(func.count()).select_from(Account)
+                                                    .where(Account.id.in_(ids),
+                                                           column.is_not(None))) or 0)
     return counts
 
 
@@ -107,10 +174,12 @@ def receipt(erasure: Erasure) -> dict[str, Any]:
         "erasure_id": erasure.id,
         "subject": erasure.subject_hash,
         "trigger": erasure.trigger,
+        "scope": erasure.scope or {"accounts": "whole"},
         "state": erasure.state,
         "accounts": len(erasure.account_ids),
         "steps": erasure.steps,
         "counts": erasure.counts,
+        "revocation": erasure.revocation,
         "verification": erasure.verification,
         "requested_at": rfc3339(erasure.requested_at),
         "completed_at": rfc3339(erasure.completed_at),

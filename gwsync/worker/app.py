@@ -9,7 +9,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from gwsync.tasks.erase import erase
-from gwsync.tasks.recover import resume_erasures
+from gwsync.tasks.recover import resume_erasures, retry_revocations, sweep_retention
 from gwsync.tasks.sync import MAX_TRIES, sync_feature
 from gwsync.worker import logging, queue
 from gwsync.worker.deps import Deps
@@ -35,8 +35,14 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                  max_tries=MAX_TRIES + 1),
             func(erase, name=queue.ERASE, timeout=timeout, keep_result=0, max_tries=50),
         ],
-        "cron_jobs": [cron(resume_erasures, name=f"{settings.redis_prefix}:resume_erasures",
-                           second=30, run_at_startup=True, keep_result=0)],
+        "cron_jobs": [
+            cron(resume_erasures, name=f"{settings.redis_prefix}:resume_erasures",
+                 second=set(range(0, 60, 10)), run_at_startup=True, keep_result=0),
+            cron(retry_revocations, name=f"{settings.redis_prefix}:retry_revocations",
+                 second=15, keep_result=0),
+            cron(sweep_retention, name=f"{settings.redis_prefix}:sweep_retention",
+                 minute=set(range(0, 60, 10)), second=45, keep_result=0),
+        ],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),

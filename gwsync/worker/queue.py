@@ -7,6 +7,8 @@ whoever can write to Redis cannot run code in the worker.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -81,6 +83,41 @@ class Queue:
         finally:
             if held:
                 await self.redis.delete(key)
+
+    @asynccontextmanager
+    async def lease(self, name: str, ttl_s: float) -> AsyncIterator[None]:
+        """Hold a key that lives only while this process does: refreshed every third of
+        its lifetime, so a worker killed with `kill -9` lets it expire within `ttl_s`."""
+        key = f"{self.prefix}:lease:{name}"
+        ttl_ms = max(int(ttl_s * 1000), 100)
+        await self.redis.set(key, b"1", px=ttl_ms)
+
+        async def refresh() -> None:
+            while True:
+                await asyncio.sleep(ttl_s / 3)
+                await self.redis.set(key, b"1", px=ttl_ms)
+
+        task = asyncio.create_task(refresh())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await self.redis.delete(key)
+
+    async def leased(self, name: str) -> bool:
+        return bool(await self.redis.exists(f"{self.prefix}:lease:{name}"))
+
+    async def requeue_erasure(self, erasure_id: str) -> bool:
+        """Queue an erasure whose worker died: arq's own keys of the dead run would
+        otherwise block the job id until they expire (job timeout + 10 s)."""
+        job_id = f"{self.prefix}:erase:{erasure_id}"
+        queued = await self.redis.zscore(self.queue_name, job_id)
+        if queued is None:
+            await self.redis.delete(in_progress_key_prefix + job_id, job_key_prefix + job_id,
+                                    retry_key_prefix + job_id)
+        return await self.enqueue_erasure(erasure_id)
 
     async def queued_jobs(self, account_id: str) -> list[str]:
         marker = f":{account_id}:"

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     sync_page_size: int = Field(default=500, ge=1, le=1000)
     http_timeout_s: float = Field(default=30.0, gt=0)
     job_timeout_s: int = Field(default=600, gt=0)
+    #: How long an erase job's lease outlives a dead worker before the erasure is resumed.
+    erasure_lease_s: float = Field(default=15.0, gt=0)
     #: First retry delay after a temporary error; doubles per try, capped at 60 s.
     retry_base_s: float = Field(default=2.0, gt=0)
     #: Bumped when the purpose rules change, so records name the rules they were stored under.

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 
 from gwsync.connectors.features import FEATURES
 from gwsync.storage import accounts, crypto, keys, purge
-from gwsync.storage.models import AccessLog, Account, Base, Record
+from gwsync.storage.models import AccessLog, Account, Base, Erasure, Record
 from gwsync.storage.purpose import LimitedUseViolation
 from gwsync.storage.records import Page, Removal, Upsert
 from gwsync.timeutil import utcnow
@@ -33,6 +33,13 @@ def _page(*names: str) -> Page:
     return Page(upserts=[Upsert("contact", f"people/{n}", {"name": n, "emails": [],
                                                            "phones": [], "notes": "private"})
                          for n in names])
+
+
+async def _begin_erasure(deps: Deps, account_id: str) -> Erasure:
+    async with deps.sessions.begin() as session:
+        account = await session.get(Account, account_id)
+        return await purge.begin(session, deps.settings.master_key, [account],
+                                 subject_hash=account.subject_hash, trigger="disconnect")
 
 
 async def _count(deps: Deps, model: type[Base]) -> int:
@@ -88,7 +95,8 @@ async def test_a_write_under_an_old_generation_writes_nothing(
     await deps.store.write_page(account_id, 1, CONTACTS, _page("c1"), epoch=1)
     async with deps.sessions.begin() as session:
         account = await session.get(Account, account_id)
-        await purge.begin(session, [account], subject_hash="h", trigger="disconnect")
+        await purge.begin(session, deps.settings.master_key, [account], subject_hash="h",
+                          trigger="disconnect")
     with pytest.raises(accounts.FencedError):
         await deps.store.write_page(account_id, 1, CONTACTS, _page("c2", "c3"), epoch=1)
     with pytest.raises(accounts.FencedError):
@@ -128,7 +136,8 @@ async def test_a_records_backup_is_unreadable_once_the_key_is_shredded(
             select(Record))]
         cipher = await keys.cipher(session, deps.settings.master_key, account_id)
     assert cipher.decrypt(crypto.record_row(*backup[0][:2]), backup[0][2])  # readable now
-    assert await purge.shred(deps.sessions, [account_id]) == 1
+    erasure = await _begin_erasure(deps, account_id)
+    assert erasure.counts["data_keys"] == 1 and erasure.state == "shredded"
     async with deps.sessions() as session:
         with pytest.raises(keys.KeyShreddedError):
             await keys.cipher(session, deps.settings.master_key, account_id)
@@ -146,10 +155,10 @@ async def test_delete_rows_leaves_a_tombstone_without_personal_data(
     """After deletion the account row keeps only its hashed subject and status."""
     await deps.store.write_page(account_id, 1, CONTACTS, _page("c1"), epoch=1)
     await deps.store.read(account_id, use="feature:contacts", actor="test")
-    await purge.shred(deps.sessions, [account_id])
-    counts = await purge.delete_rows(deps.sessions, [account_id])
+    erasure = await _begin_erasure(deps, account_id)
+    counts = await purge.delete_rows(deps.sessions, erasure)
     assert counts["records"] == 1 and counts["access_log"] == 1 and counts["sync_states"] == 5
-    remaining = await purge.recount(deps.sessions, [account_id])
+    remaining = await purge.recount(deps.sessions, erasure)
     assert not any(remaining.values())
     async with deps.sessions() as session:
         account = await session.get(Account, account_id)
