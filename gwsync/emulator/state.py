@@ -242,6 +242,20 @@ class EmulatorState:
         self._by_refresh[grant.refresh_token] = grant.id
         return IssuedGrant(user_key, grant.refresh_token, tuple(sorted(scope_set)))
 
+    def withdraw_scopes(self, refresh_token: str, scopes: Iterable[str]) -> frozenset[str]:
+        """Remove scopes from a live grant; returns what it still covers.
+
+        How a single scope leaves a grant at Google (a re-consent with a box un-ticked, an
+        admin policy) is not documented as one operation; what clients see is documented:
+        the token response's `scope` no longer lists it, and asking for it is refused
+        with `invalid_scope`. This reproduces exactly that.
+        """
+        grant = self._live_grant(self._by_refresh.get(refresh_token, ""))
+        if grant is None:
+            raise KeyError("no live grant has this refresh token")
+        grant.scopes = grant.scopes - frozenset(scopes)
+        return grant.scopes
+
     def revoke_user(self, user_key: str) -> int:
         """Revoke every live grant of the user (as at myaccount.google.com); returns how many."""
         self.user(user_key)

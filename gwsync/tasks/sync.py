@@ -24,10 +24,10 @@ from gwsync.connectors.errors import (
 )
 from gwsync.storage import accounts, keys
 from gwsync.storage.models import Account, SyncState
-from gwsync.tasks import erase
+from gwsync.tasks import erase, grants
 from gwsync.tasks.retry import backoff
 from gwsync.timeutil import utcnow
-from gwsync.worker import logging
+from gwsync.worker import logging, metrics
 from gwsync.worker.deps import Deps
 
 log = logging.get("gwsync.sync")
@@ -66,6 +66,7 @@ async def sync_feature(
         return {"outcome": "bad_args"}
     async with deps.queue.lock(account_id, feature, deps.settings.job_timeout_s) as held:
         if not held:
+            metrics.JOB_DEFERRALS.labels(task="sync_feature", reason="busy").inc()
             raise Retry(defer=backoff(deps.settings, 1))
         run = SyncRun(deps, account_id, features.get(feature), generation,
                       ctx.get("job_try", 1))
@@ -164,6 +165,7 @@ class SyncRun:
         self.records_written += len(fetched.page.upserts)
         await self.deps.store.write_page(self.account_id, self.generation, self.feature,
                                          fetched.page, epoch=epoch, state=state)
+        metrics.RECORDS_SYNCED.labels(feature=self.feature.name).inc(len(fetched.page.upserts))
 
     async def _set_state(self, **values: Any) -> None:
         async with self.deps.sessions.begin() as session:
@@ -180,11 +182,23 @@ class SyncRun:
                                   last_error=exc.detail[:500])
         except accounts.FencedError:
             return {"outcome": "fenced"}
-        if isinstance(exc, RevokedError):
+        if isinstance(exc, PermissionLostError):
+            await self._recheck_grant()
+        elif isinstance(exc, RevokedError):
             await self._purge_revoked()
         elif isinstance(exc, TemporaryError) and self.job_try < MAX_TRIES:
             raise Retry(defer=exc.retry_after or backoff(self.deps.settings, self.job_try))
         return {"outcome": "failed", "category": str(exc.category)}
+
+    async def _recheck_grant(self) -> None:
+        """A scope was refused: if Google confirms it is gone, the feature is erased."""
+        try:
+            snap = await self._snapshot()
+            await grants.recheck(self.deps, self.account_id, snap.refresh_token)
+        except Skip:
+            return
+        except RevokedError:
+            await self._purge_revoked()
 
     async def _purge_revoked(self) -> None:
         """Google said the grant is dead: erase everything of this account."""
