@@ -17,6 +17,8 @@ class Endpoints:
     #: API name → root for google-api-python-client's `api_endpoint` option.
     api_roots: dict[str, str]
     batch_root: str
+    #: Cross-Account Protection's discovery document (issuer, jwks_uri).
+    risc_configuration: str = "https://accounts.google.com/.well-known/risc-configuration"
     #: Replaces each discovery document's `rootUrl` (so batch URIs move too); None: Google's.
     root_url: str | None = None
 
@@ -50,6 +52,7 @@ class Endpoints:
                 "drive": f"{base}/drive/v3/",
             },
             batch_root=base,
+            risc_configuration=f"{base}/.well-known/risc-configuration",
             root_url=f"{base}/",
         )
 
@@ -59,4 +62,4 @@ class Endpoints:
 
     def urls(self) -> list[str]:
         return [self.token, self.revoke, self.authorize, self.batch_root,
-                *self.api_roots.values()]
+                self.risc_configuration, *self.api_roots.values()]

@@ -35,9 +35,18 @@ def subject_hash(user_id: str) -> str:
 
 def token_hashes(refresh_token: str) -> tuple[str, str]:
     """Hashes Cross-Account Protection events identify a token by (prefix, SHA-512²)."""
-    prefix = hashlib.sha256(refresh_token[:16].encode()).hexdigest()
+    prefix = prefix_hash(refresh_token[:16])
     inner = hashlib.sha512(refresh_token.encode()).digest()
     return prefix, base64.b64encode(hashlib.sha512(inner).digest()).decode()
+
+
+def google_sub_hash(sub: str) -> str:
+    """How a Google account id (`sub`) is kept: enough to match security events, no more."""
+    return hashlib.sha256(f"gwsync-google-sub:{sub}".encode()).hexdigest()
+
+
+def prefix_hash(prefix: str) -> str:
+    return hashlib.sha256(prefix.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -53,14 +62,16 @@ async def create(
     user_id: str,
     refresh_token: str,
     granted_scopes: frozenset[str],
+    google_sub: str | None = None,
 ) -> Account:
     """A new account with its own data key; the refresh token is stored only encrypted."""
     account_id = str(uuid.uuid4())
-    prefix_hash, sha512x2 = token_hashes(refresh_token)
+    prefix, sha512x2 = token_hashes(refresh_token)
     account = Account(
         id=account_id, user_id=user_id, subject_hash=subject_hash(user_id), status=ACTIVE,
         generation=1, granted_scopes=" ".join(sorted(granted_scopes)),
-        token_prefix_hash=prefix_hash, token_sha512x2=sha512x2,
+        token_prefix_hash=prefix, token_sha512x2=sha512x2,
+        google_sub_hash=google_sub_hash(google_sub) if google_sub else None,
     )
     session.add(account)
     await session.flush()
