@@ -32,6 +32,9 @@ class ConnectBody(BaseModel):
     user_id: str = Field(min_length=1, max_length=200)
     refresh_token: str = Field(min_length=1, max_length=4096)
     granted_scopes: str | list[str] | None = None
+    #: The Google account's `sub`, when the app signed the user in with Google: lets
+    #: Cross-Account Protection events that name the account (not the token) find it.
+    google_sub: str | None = Field(default=None, min_length=1, max_length=255)
 
 
 class SyncBody(BaseModel):
@@ -106,7 +109,8 @@ async def connect(request: web.Request) -> web.Response:
     deps = deps_of(request)
     async with deps.sessions.begin() as session:
         account = await accounts.create(session, deps.settings.master_key, user_id=body.user_id,
-                                        refresh_token=body.refresh_token, granted_scopes=granted)
+                                        refresh_token=body.refresh_token, granted_scopes=granted,
+                                        google_sub=body.google_sub)
     queued = await _enqueue_enabled(request, account, list(features.FEATURES))
     log.info("account_connected", account_id=account.id, syncs_queued=len(queued))
     return web.json_response({"account_id": account.id, "features": _feature_report(granted),

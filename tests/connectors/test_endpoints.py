@@ -47,7 +47,7 @@ def test_every_url_goes_to_the_base_origin(base: str) -> None:
     """With a base URL, token, revoke, authorize, batch and every API root are on that origin."""
     endpoints = Endpoints.from_base(base)
     urls = endpoints.urls()
-    assert len(urls) == 4 + len(APIS)
+    assert len(urls) == 5 + len(APIS)
     for url in urls:
         parts = urlsplit(url)
         assert (parts.scheme, parts.netloc) == ("http", "127.0.0.1:9"), url
