@@ -160,7 +160,8 @@ async def test_one_sync_per_account_and_feature_is_queued(
     grant = seed_demo_user(emulator.state, 1)
     account_id = await connect(api, grant.refresh_token)  # queues the first sync
     assert await deps.queue.enqueue_sync(account_id, "contacts", 1) is False
-    assert len(await deps.queue.queued_jobs(account_id)) == 1
+    queued = [j for j in await deps.queue.queued_jobs(account_id) if j.endswith(":contacts")]
+    assert queued == [deps.queue.sync_job_id(account_id, "contacts")]
 
 
 async def test_a_held_lock_defers_the_second_run(
