@@ -23,6 +23,11 @@ class ScopeClass(IntEnum):
     SENSITIVE = 1
     RESTRICTED = 2
 
+    @property
+    def label(self) -> str:
+        """As Google writes it: non-sensitive, sensitive, restricted."""
+        return self.name.lower().replace("_", "-")
+
 
 @dataclass(frozen=True)
 class ScopeInfo:

@@ -23,7 +23,7 @@ def render(out: TextIO) -> None:
         found = scopes.candidates(feature.methods, feature.params, feature.accepts_limited)
         table.add_row(
             feature.name, "\n".join(feature.methods), short(feature.scope),
-            feature.scope_info.klass.name.lower().replace("_", "-"),
+            feature.scope_info.klass.label,
             ", ".join(short(c.scope) for c in found[1:]) or "-",
         )
     Console(file=out, width=160).print(table)
