@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -9,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from gwsync.emulator.seed import seed_demo_user
 from gwsync.emulator.state import EmulatorState, IssuedGrant
 from gwsync.worker.deps import Deps
+from gwsync.worker.settings import Settings
 
 
 async def connect(api: TestClient, refresh_token: str, user_id: str = "user-42") -> str:
@@ -40,3 +45,45 @@ async def synced_user(
     account_id = await connect(api, grant.refresh_token)
     await run_worker()
     return grant, account_id
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a real gwsync process needs to join this test's deployment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GWSYNC_")}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            secret = getattr(settings, name)
+            plain = secret.get_secret_value() if hasattr(secret, "get_secret_value") else value
+            env["PORT" if name == "port" else f"GWSYNC_{name.upper()}"] = str(plain)
+    env.update(extra)
+    return env
+
+
+async def start_worker(settings: Settings, **extra: str) -> asyncio.subprocess.Process:
+    """A real `gwsync worker` process; stop it with `stop_process`."""
+    gwsync = str(Path(sys.executable).with_name("gwsync"))
+    return await asyncio.create_subprocess_exec(
+        gwsync, "worker", env=settings_env(settings, **extra),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+
+
+async def stop_process(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def eventually(check: Any, within_s: float = 30.0, every_s: float = 0.1) -> Any:
+    """Poll the async `check` until it returns something truthy, or fail after `within_s`."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {within_s} s")
+        await asyncio.sleep(every_s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from gwsync.connectors.errors import (
     TemporaryError,
     UnknownGoogleError,
 )
+from gwsync.worker import metrics
 
 #: 403 reasons that mean "slow down", not "no permission" (Google's guides: back off).
 RATE_LIMIT_REASONS = frozenset({
@@ -62,6 +64,13 @@ def _reasons(body: dict[str, Any]) -> set[str]:
     return found
 
 
+def _invalid_page_token(body: dict[str, Any]) -> bool:
+    """Drive's answer to a page token it no longer accepts (400 `invalid` at `pageToken`)."""
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    return any(isinstance(e, dict) and e.get("reason") == "invalid"
+               and e.get("location") == "pageToken" for e in error.get("errors") or [])
+
+
 def classify_http_error(exc: HttpError) -> GoogleError:
     status = int(exc.resp.status)
     try:
@@ -72,7 +81,8 @@ def classify_http_error(exc: HttpError) -> GoogleError:
     retry_after = exc.resp.get("retry-after")
     delay = float(retry_after) if retry_after and retry_after.isdigit() else None
     detail = f"HTTP {status} {','.join(sorted(reasons)) or 'no reason'}"
-    if reasons & CURSOR_REASONS or status == 410:
+    if reasons & CURSOR_REASONS or status == 410 or (
+            status == 400 and _invalid_page_token(body if isinstance(body, dict) else {})):
         return CursorExpiredError(detail, status=status)
     if status == 429 or status >= 500 or (status == 403 and reasons & RATE_LIMIT_REASONS):
         return TemporaryError(detail, status=status, retry_after=delay)
@@ -83,12 +93,18 @@ def classify_http_error(exc: HttpError) -> GoogleError:
 
 async def execute(call: Callable[[], Any]) -> dict[str, Any]:
     """Run one blocking API request in a thread and map its failure to a category."""
+    started, status = time.perf_counter(), "error"
     try:
         result = await asyncio.to_thread(call)
+        status = "ok"
     except HttpError as exc:
+        status = str(exc.resp.status)
         raise classify_http_error(exc) from None
     except (OSError, httplib2.HttpLib2Error) as exc:
+        status = "network"
         raise TemporaryError(f"Google unreachable ({type(exc).__name__})") from None
+    finally:
+        metrics.google_call(call, status, time.perf_counter() - started)
     if not isinstance(result, dict):
         raise UnknownGoogleError("Google answered with something other than an object")
     return result

@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING
 
 from gwsync.connectors import client
 from gwsync.connectors.base import Connector
+from gwsync.connectors.calendar import AvailabilityConnector, MeetingsConnector
+from gwsync.connectors.drive import SharedFilesConnector
+from gwsync.connectors.gmail import BatchFetcher, MailActivityConnector
 from gwsync.connectors.people import PeopleConnector
 
 if TYPE_CHECKING:
@@ -20,5 +23,31 @@ def _people(token: str, deps: Deps) -> Connector:
     return PeopleConnector(service, deps.settings.sync_page_size)
 
 
+def _availability(token: str, deps: Deps) -> Connector:
+    service = client.service("calendar", token, deps.endpoints, deps.settings.http_timeout_s)
+    return AvailabilityConnector(service)
+
+
+def _meetings(token: str, deps: Deps) -> Connector:
+    service = client.service("calendar", token, deps.endpoints, deps.settings.http_timeout_s)
+    return MeetingsConnector(service, deps.settings.sync_page_size)
+
+
+def _shared_files(token: str, deps: Deps) -> Connector:
+    service = client.service("drive", token, deps.endpoints, deps.settings.http_timeout_s)
+    return SharedFilesConnector(service, deps.settings.sync_page_size)
+
+
+def _mail_activity(token: str, deps: Deps) -> Connector:
+    service = client.service("gmail", token, deps.endpoints, deps.settings.http_timeout_s)
+    return MailActivityConnector(service, deps.settings.sync_page_size, BatchFetcher(service))
+
+
 #: Features with a connector; the others are declared (scopes, fields) but not yet synced.
-CONNECTORS: dict[str, ConnectorFactory] = {"contacts": _people}
+CONNECTORS: dict[str, ConnectorFactory] = {
+    "contacts": _people,
+    "availability": _availability,
+    "meetings": _meetings,
+    "shared_files": _shared_files,
+    "mail_activity": _mail_activity,
+}

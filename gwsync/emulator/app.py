@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gwsync.emulator import admin, oauth, people
+from gwsync.emulator import admin, batch, calendar, consent, drive, gmail, oauth, people, risc
 from gwsync.emulator.errors import ApiError, OAuthError
 from gwsync.emulator.seed import seed_demo_user
 from gwsync.emulator.state import STATE_KEY, EmulatorState, Fault
@@ -71,7 +71,13 @@ def create_app(state: EmulatorState | None = None) -> web.Application:
     app = web.Application(middlewares=[faults, google_errors, admin.admin_errors])
     app[STATE_KEY] = state if state is not None else EmulatorState()
     oauth.setup(app)
+    consent.setup(app)
     people.setup(app)
+    calendar.setup(app)
+    drive.setup(app)
+    gmail.setup(app)
+    batch.setup(app)
+    risc.setup(app)
     admin.setup(app)
     return app
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gwsync.emulator.consent import code_grant
 from gwsync.emulator.errors import OAuthError
 from gwsync.emulator.state import STATE_KEY, EmulatorState
 
@@ -59,9 +60,9 @@ def _refresh_grant(state: EmulatorState, params: Mapping[str, str]) -> dict[str,
     )
 
 
-#: Supported grant types. ``authorization_code`` (with PKCE and ``/o/oauth2/v2/auth``)
-#: belongs here when the consent flow is emulated (a later issue).
-GRANT_TYPES: dict[str, GrantHandler] = {"refresh_token": _refresh_grant}
+#: Supported grant types; ``authorization_code`` follows the consent screen (consent.py).
+GRANT_TYPES: dict[str, GrantHandler] = {"refresh_token": _refresh_grant,
+                                        "authorization_code": code_grant}
 
 
 async def token(request: web.Request) -> web.Response:

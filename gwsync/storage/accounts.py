@@ -97,6 +97,18 @@ async def grant(session: AsyncSession, master: bytes, account: Account) -> Grant
     return Grant(token, frozenset(account.granted_scopes.split()))
 
 
+async def replace_grant(
+    session: AsyncSession, master: bytes, account: Account, refresh_token: str
+) -> None:
+    """Store a newer refresh token (an incremental consent) under the account's data key.
+
+    The token hashes follow, so Cross-Account Protection events name the live token.
+    """
+    cipher = await keys.cipher(session, master, account.id)
+    account.grant_ciphertext = cipher.encrypt(crypto.grant_row(), refresh_token.encode())
+    account.token_prefix_hash, account.token_sha512x2 = token_hashes(refresh_token)
+
+
 async def fence(session: AsyncSession, account_id: str, generation: int) -> None:
     """Lock the account row for this transaction, or raise if its generation moved on.
 

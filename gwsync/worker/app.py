@@ -11,7 +11,7 @@ from arq.worker import Worker, func
 from gwsync.tasks.erase import erase
 from gwsync.tasks.recover import resume_erasures, retry_revocations, sweep_retention
 from gwsync.tasks.sync import MAX_TRIES, sync_feature
-from gwsync.worker import logging, queue
+from gwsync.worker import job_metrics, logging, queue
 from gwsync.worker.deps import Deps
 from gwsync.worker.settings import Settings
 
@@ -31,9 +31,10 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     timeout = settings.job_timeout_s
     return {
         "functions": [
-            func(sync_feature, name=queue.SYNC, timeout=timeout, keep_result=0,
-                 max_tries=MAX_TRIES + 1),
-            func(erase, name=queue.ERASE, timeout=timeout, keep_result=0, max_tries=50),
+            func(job_metrics.measured(queue.SYNC, sync_feature), name=queue.SYNC, timeout=timeout,
+                 keep_result=0, max_tries=MAX_TRIES + 1),
+            func(job_metrics.measured(queue.ERASE, erase), name=queue.ERASE, timeout=timeout,
+                 keep_result=0, max_tries=50),
         ],
         "cron_jobs": [
             cron(resume_erasures, name=f"{settings.redis_prefix}:resume_erasures",
@@ -67,4 +68,5 @@ def run(settings: Settings) -> None:
     """Start a worker process (blocking). Refuses to start without its secrets."""
     settings.require("worker")
     logging.configure(settings.log_format, settings.log_level)
+    job_metrics.serve(settings)
     create_worker(settings).run()

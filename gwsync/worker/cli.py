@@ -76,11 +76,76 @@ def emulator(host: str, port: int, seed_contacts: int) -> None:
 
 
 @main.command()
+@click.argument("account_id")
+@click.option("--use", required=True,
+              type=click.Choice(["security", "legal", "user_consented_support",
+                                 "aggregate_ops"]),
+              help="Google's exception the read falls under.")
+@click.option("--justification", required=True, help="Why, in writing (kept in the log).")
+@click.option("--operator", required=True, help="Who is reading (kept in the log).")
+@click.option("--feature", default=None)
+@click.option("--limit", default=20, show_default=True, type=int)
+def access(account_id: str, use: str, justification: str, operator: str,
+           feature: str | None, limit: int) -> None:
+    """Read one account's records as staff, under Google's exceptions; every read is logged."""
+    import asyncio
+
+    from pydantic import ValidationError as BodyError
+    from rich.console import Console
+
+    from gwsync.storage.accounts import UnknownAccountError
+    from gwsync.storage.purpose import LimitedUseViolation
+    from gwsync.worker.staff import StaffRead, read_from_cli, render
+
+    settings = _settings()
+    try:
+        body = StaffRead(use=use, justification=justification, operator=operator,
+                         feature=feature, limit=limit)
+        result = asyncio.run(read_from_cli(settings.require("worker"), account_id, body))
+    except BodyError as exc:
+        raise click.ClickException(f"invalid request: {exc.errors()[0]['msg']}") from None
+    except (ConfigError, LimitedUseViolation) as exc:
+        raise click.ClickException(str(exc)) from None
+    except UnknownAccountError:
+        raise click.ClickException("no account has this id") from None
+    Console().print(render(result))
+
+
+@main.command()
+def compliance() -> None:
+    """Print each feature's scope, class, fields, retention, and each Limited Use clause
+    with the code that enforces it and the test that proves it."""
+    from gwsync.worker.compliance import render
+
+    render(sys.stdout)
+
+
+@main.command()
 def scopes() -> None:
     """Print each feature's methods, computed scope, class, and the broader scopes avoided."""
     from gwsync.worker.scopes_report import render
 
     render(sys.stdout)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
+def status(as_json: bool) -> None:
+    """Print the ops picture: queue, failures, behind-schedule syncs, erasures, refusals."""
+    import asyncio
+
+    from rich.console import Console
+
+    from gwsync.worker import status as ops_status
+
+    try:
+        snap = asyncio.run(ops_status.collect(_settings()))
+    except ops_status.StatusUnavailableError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        ops_status.as_json(snap, sys.stdout)
+    else:
+        ops_status.render(snap, Console())
 
 
 @main.command()

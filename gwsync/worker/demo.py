@@ -82,6 +82,7 @@ class Demo:
     database_url: str
     emulator: EmulatorState
     google_url: str = ""
+    worker_metrics_port: int = field(default_factory=lambda: _free_port())
     api_url: str = ""
     http: aiohttp.ClientSession | None = None
     started: float = field(default_factory=time.monotonic)
@@ -159,6 +160,7 @@ async def _flow(stack: AsyncExitStack, demo: Demo, contacts: int) -> None:
     await _refused(demo, account_id)
     await _disconnect(demo, account_id)
     await _check_revoked(demo, refresh_token)
+    await _where_to_look(demo)
 
 
 # -- infrastructure ------------------------------------------------------------------------
@@ -286,6 +288,7 @@ def _process_env(demo: Demo, port: int) -> dict[str, str]:
         "GWSYNC_API_TOKEN": s.api_token, "GWSYNC_ADMIN_TOKEN": s.admin_token,
         "GWSYNC_ENCRYPTION_KEY": s.encryption_key, "GWSYNC_LOG_FORMAT": "console",
         "GWSYNC_SYNC_PAGE_SIZE": "25", "PORT": str(port), "PYTHONUNBUFFERED": "1",
+        "GWSYNC_WORKER_METRICS_PORT": str(demo.worker_metrics_port),
     })
     return env
 
@@ -459,6 +462,21 @@ def _summary(demo: Demo, receipt: dict[str, Any]) -> None:
         f"{counts.get('data_keys', 0)} data key destroyed, "
         f"{counts.get('grants_revoked', 0)} grant revoked, nothing left "
         f"({time.monotonic() - demo.started:.1f} s since start)")
+
+
+async def _where_to_look(demo: Demo) -> None:
+    """Where ops watch it: the ops page and both processes' metrics (checked to answer)."""
+    admin = {"Authorization": f"Bearer {demo.secrets.admin_token}"}
+    worker = f"http://127.0.0.1:{demo.worker_metrics_port}/metrics"
+    for url, headers in ((f"{demo.api_url}/ops", admin), (f"{demo.api_url}/metrics", {}),
+                         (worker, {})):
+        async with demo.session.get(url, headers=headers) as resp:
+            if resp.status != 200:
+                raise DemoError(f"{url} answered {resp.status}")
+    demo.console.print(
+        f"\n[bold]8.[/] ops page: {demo.api_url}/ops (sign in at {demo.api_url}/ops/login "
+        f"with GWSYNC_ADMIN_TOKEN); metrics: {demo.api_url}/metrics (web) and {worker} "
+        "(worker); `gwsync status` shows the same in a terminal", highlight=False)
 
 
 async def _check_revoked(demo: Demo, refresh_token: str) -> None:

@@ -110,13 +110,14 @@ class Queue:
         return bool(await self.redis.exists(f"{self.prefix}:lease:{name}"))
 
     async def requeue_erasure(self, erasure_id: str) -> bool:
-        """Queue an erasure whose worker died: arq's own keys of the dead run would
-        otherwise block the job id until they expire (job timeout + 10 s)."""
+        """Make an erasure runnable again when no live worker holds its lease.
+
+        A job whose worker died stays in arq's queue marked in progress until that mark
+        expires (job timeout + 10 s); dropping the mark lets the next poll run it now.
+        """
         job_id = f"{self.prefix}:erase:{erasure_id}"
-        queued = await self.redis.zscore(self.queue_name, job_id)
-        if queued is None:
-            await self.redis.delete(in_progress_key_prefix + job_id, job_key_prefix + job_id,
-                                    retry_key_prefix + job_id)
+        if await self.redis.zscore(self.queue_name, job_id) is not None:
+            return bool(await self.redis.delete(in_progress_key_prefix + job_id))
         return await self.enqueue_erasure(erasure_id)
 
     async def queued_jobs(self, account_id: str) -> list[str]:

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     retry_base_s: float = Field(default=2.0, gt=0)
     #: Bumped when the purpose rules change, so records name the rules they were stored under.
     policy_version: str = "2026-11-1"
+    #: Port on which a worker process serves its own Prometheus metrics (0: none).
+    worker_metrics_port: int = Field(default=9100, ge=0, le=65535)
 
     @field_validator("encryption_key")
     @classmethod

@@ -76,6 +76,10 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         token = deps_of(request).settings.api_token
         if not _bearer_ok(request, token.get_secret_value() if token else None):
             raise ApiError(401, "unauthorized", "a valid bearer token is required")
+    elif request.path.startswith("/admin/"):  # staff routes: the app's token is not enough
+        token = deps_of(request).settings.admin_token
+        if not _bearer_ok(request, token.get_secret_value() if token else None):
+            raise ApiError(401, "unauthorized", "the admin bearer token is required")
     return await handler(request)
 
 
@@ -104,14 +108,22 @@ async def readyz(request: web.Request) -> web.Response:
                              status=200 if ready else 503)
 
 
-async def prometheus(_request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(metrics.REGISTRY),
+async def prometheus(request: web.Request) -> web.Response:
+    """This process's event metrics, then the state gauges read from the ops snapshot."""
+    from gwsync.worker import ops_metrics, ops_snapshot
+
+    try:
+        snap: ops_snapshot.OpsSnapshot | None = await ops_snapshot.snapshot(deps_of(request))
+    except Exception as exc:  # noqa: BLE001 - a scrape reports `up 0`, never fails
+        log.warning("ops_snapshot_failed", error=type(exc).__name__)
+        snap = None
+    return web.Response(body=generate_latest(metrics.REGISTRY) + ops_metrics.exposition(snap),
                         headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def create_app(deps: Deps, *, own_deps: bool = False) -> web.Application:
     """The web app over `deps`; with `own_deps` it closes them on shutdown."""
-    from gwsync.worker import api
+    from gwsync.worker import api, oauth_routes, ops_page, staff, webhooks
 
     app = web.Application(middlewares=[errors, auth])
     app[DEPS] = deps
@@ -119,6 +131,10 @@ def create_app(deps: Deps, *, own_deps: bool = False) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", prometheus)
     api.add_routes(app.router)
+    oauth_routes.add_routes(app.router)
+    webhooks.add_routes(app, deps)
+    staff.add_routes(app.router)
+    ops_page.add_routes(app.router)
     if own_deps:
         async def _close(_app: web.Application) -> None:
             await deps.close()

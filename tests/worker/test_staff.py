@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from gwsync.worker.settings import Settings
 from tests.conftest import ADMIN_TOKEN, Emulator, RunWorker
-from tests.helpers import synced_user
+from tests.helpers import settings_env, synced_user
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 WHY = "abuse report #4711: checking reported contact spam"
@@ -85,15 +84,6 @@ async def test_aggregate_ops_gives_counts_only(
     assert await resp.json() == {"counts": {"contacts": 4}}
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GWSYNC_")}
-    for name in ("database_url", "redis_url", "redis_prefix", "google_client_id"):
-        env[f"GWSYNC_{name.upper()}"] = str(getattr(settings, name))
-    for name in ("encryption_key", "google_client_secret"):
-        env[f"GWSYNC_{name.upper()}"] = getattr(settings, name).get_secret_value()
-    return env
-
-
 async def test_the_access_command_reads_as_staff_and_is_logged(
     api: TestClient, emulator: Emulator, run_worker: RunWorker, settings: Settings
 ) -> None:
@@ -102,7 +92,7 @@ async def test_the_access_command_reads_as_staff_and_is_logged(
     gwsync = str(Path(sys.executable).with_name("gwsync"))
     proc = await asyncio.create_subprocess_exec(
         gwsync, "access", account_id, "--use", "legal", "--justification", WHY,
-        "--operator", "carol", env=_env(settings),
+        "--operator", "carol", env=settings_env(settings),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()[-500:]
