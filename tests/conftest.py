@@ -125,7 +125,7 @@ def settings(db_url: str, redis_prefix: str, emulator: Emulator) -> Settings:
         google_base_url=emulator.url, google_client_id=emulator.state.client_id,
         google_client_secret=emulator.state.client_secret, api_token=API_TOKEN,
         admin_token=ADMIN_TOKEN, encryption_key=MASTER_KEY, sync_page_size=3,
-        http_timeout_s=5, retry_base_s=0.05,
+        http_timeout_s=5, retry_base_s=0.05, worker_metrics_port=0,
     )
 
 
