@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import distinct, select
+from sqlalchemy import select
 
 from gwsync.storage.models import Account, Erasure, Record
 from gwsync.tasks import erase
@@ -51,7 +51,7 @@ async def sweep_retention(ctx: dict[str, Any]) -> int:
     cutoff = utcnow()
     async with deps.sessions() as session:
         rows = (await session.execute(
-            select(distinct(Record.account_id), Account.subject_hash)
+            select(Record.account_id, Account.subject_hash).distinct()
             .join(Account, Account.id == Record.account_id)
             .where(Record.expires_at < cutoff))).all()
     for account_id, subject in rows:

@@ -187,3 +187,23 @@ async def test_a_sync_in_flight_when_erasure_begins_never_writes_after(
     assert status["status"] == "erased"
     assert status["features"]["contacts"]["record_count"] == 0
     assert await _database_hits(settings, account_id) == ["accounts", "erasures"]
+
+
+async def test_connecting_anew_after_erasure_starts_clean(
+    api: TestClient, run_worker: RunWorker, emulator: Emulator,
+) -> None:
+    """The same user connecting again gets a new account with a new key; the old stays erased."""
+    first = seed_demo_user(emulator.state, 3)
+    old_id = await _connect(api, first.refresh_token)
+    await run_worker()
+    assert (await _erase_and_wait(api, run_worker, old_id))["status"] == "verified"
+    again = seed_demo_user(emulator.state, 5)
+    new_id = await _connect(api, again.refresh_token)
+    await run_worker()
+    assert new_id != old_id
+    old = await (await api.get(f"/v1/accounts/{old_id}")).json()
+    new = await (await api.get(f"/v1/accounts/{new_id}")).json()
+    assert old["status"] == "erased" and old["features"]["contacts"]["record_count"] == 0
+    assert new["status"] == "active" and new["features"]["contacts"]["record_count"] == 5
+    resp = await api.get(f"/v1/accounts/{old_id}/records", params={"use": "feature:contacts"})
+    assert (await resp.json())["records"] == []
