@@ -30,6 +30,7 @@ async def stored_contacts(deps: Deps, account_id: str) -> dict[str, dict[str, An
     cursor = None
     while True:
         page = await deps.store.read(account_id, use="feature:contacts", actor="test",
+                                     kind="contact",
                                      cursor=cursor, limit=1000)
         found.update({item["id"]: item["content"] for item in page.items})
         if page.next_cursor is None:

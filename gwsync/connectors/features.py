@@ -60,7 +60,8 @@ FEATURES: dict[str, Feature] = {
             methods=("people.people.connections.list",),
             params={"people.people.connections.list": {
                 "personFields": "names,emailAddresses,phoneNumbers"}},
-            fields={"contact": ("name", "emails", "phones")},
+            fields={"contact": ("name", "emails", "phones"),
+                    "derived:suggestions": ("index",)},
             retention=timedelta(days=30),
         ),
         Feature(
@@ -77,7 +78,9 @@ FEATURES: dict[str, Feature] = {
             title="Upcoming meetings",
             sentence="Show your upcoming meetings next to the chats they belong to.",
             api="calendar",
-            methods=("calendar.events.list",),
+            # Watched (push) under the same scope; availability is not: calendar.freebusy
+            # authorises no watch method, so it is polled; People has no push at all.
+            methods=("calendar.events.list", "calendar.events.watch", "calendar.channels.stop"),
             fields={"event": ("summary", "start", "end", "status")},
             retention=timedelta(days=30),
         ),
@@ -86,7 +89,8 @@ FEATURES: dict[str, Feature] = {
             title="Files shared into chats",
             sentence="List the Drive files you shared into chats through this app.",
             api="drive",
-            methods=("drive.files.list", "drive.changes.getStartPageToken", "drive.changes.list"),
+            methods=("drive.files.list", "drive.changes.getStartPageToken", "drive.changes.list",
+                     "drive.changes.watch", "drive.channels.stop"),
             fields={"file": ("name", "mime_type", "modified_time", "link")},
             accepts_limited=(scopes.AUTH + "drive.file",),
             retention=timedelta(days=30),
@@ -97,7 +101,8 @@ FEATURES: dict[str, Feature] = {
             sentence="Show your recent email conversations with a contact.",
             api="gmail",
             methods=("gmail.users.messages.list", "gmail.users.messages.get",
-                     "gmail.users.history.list"),
+                     "gmail.users.history.list", "gmail.users.watch", "gmail.users.stop",
+                     "gmail.users.getProfile"),
             params={"gmail.users.messages.get": {"format": "metadata"}},
             stores_from="gmail.users.messages.get",
             fields={"message": ("from", "to", "subject", "date")},

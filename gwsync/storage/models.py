@@ -124,6 +124,11 @@ class Record(Base):
     epoch: Mapped[int] = mapped_column(Integer, default=0)
 
 
+def is_source_record() -> Any:
+    """Records fetched from Google, as opposed to data derived from them (`derived:*`)."""
+    return ~Record.kind.startswith("derived:")
+
+
 class AccessLog(Base):
     """Every purpose-checked read decision, allowed or refused. Never holds contents."""
 
@@ -178,3 +183,24 @@ class SecurityEvent(Base):
     event_types: Mapped[list[str]] = mapped_column(JSON, default=list)
     accounts_matched: Mapped[int] = mapped_column(Integer, default=0)
     outcome: Mapped[str] = mapped_column(String(40))
+
+
+class WatchChannel(Base):
+    """A push channel (Calendar/Drive) or Gmail watch of one feature of one account.
+
+    The channel token Google echoes is a random secret kept only as its SHA-256; the
+    watched mailbox address (Gmail) only as a keyed hash, to map Pub/Sub messages back.
+    """
+
+    __tablename__ = "watch_channels"
+
+    channel_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    feature: Mapped[str] = mapped_column(String(40))
+    token_hash: Mapped[str | None] = mapped_column(String(64))
+    resource_id: Mapped[str | None] = mapped_column(String(200))
+    address_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gwsync.connectors.features import Feature
 from gwsync.storage import accounts, crypto, keys, purpose
 from gwsync.storage.db import SessionFactory
-from gwsync.storage.models import AccessLog, Record, SyncState
+from gwsync.storage.models import AccessLog, Record, SyncState, is_source_record
 from gwsync.timeutil import rfc3339, utcnow
 
 
@@ -28,6 +29,9 @@ class Upsert:
     kind: str
     external_id: str
     content: Mapping[str, Any]
+    #: For derived data: the computation it came from, and its sources' earliest expiry.
+    source_method: str | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -110,16 +114,38 @@ class RecordStore:
             "content": cipher.encrypt(crypto.record_row(item.kind, item.external_id),
                                       _minimise(feature, item)),
             "data_use": feature.data_use, "scope": feature.scope, "source_api": feature.api,
-            "source_method": feature.source_method, "fetched_at": now,
-            "expires_at": now + feature.retention, "policy_version": self._policy_version,
+            "source_method": item.source_method or feature.source_method, "fetched_at": now,
+            "expires_at": item.expires_at or now + feature.retention,
+            "policy_version": self._policy_version,
             "epoch": epoch,
         } for item in {(i.kind, i.external_id): i for i in items}.values()]
-        stmt = _insert_for(session)(Record).values(rows)
+        # One statement executed with many parameter sets (not `.values(rows)`): it is
+        # compiled once and cached, where a multi-VALUES statement was compiled per page
+        # and cost more CPU than the encryption (bench/ingest.py, profiled).
+        stmt = _insert_for(session)(Record.__table__)
         keep = ("content", "fetched_at", "expires_at", "policy_version", "epoch", "scope")
         await session.execute(stmt.on_conflict_do_update(
             index_elements=["account_id", "kind", "external_id"],
             set_={name: stmt.excluded[name] for name in keep},
-        ))
+        ), rows)
+
+    async def contents_for_derivation(
+        self, account_id: str, feature: Feature
+    ) -> list[tuple[str, dict[str, Any], datetime]]:
+        """The feature's own records, for computing its derived data: (id, content, expiry).
+
+        This is the feature processing its own data, not a read for some use, so it is
+        not an access-log event; what it computes is stored as the feature's records and
+        is readable only through the purpose-checked path.
+        """
+        async with self._sessions() as session:
+            rows = list(await session.scalars(select(Record).where(
+                Record.account_id == account_id, Record.feature == feature.name,
+                ~Record.kind.startswith("derived:"))))
+            if not rows:
+                return []
+            cipher = await keys.cipher(session, self._master, account_id)
+        return [(r.external_id, _present(cipher, r)["content"], r.expires_at) for r in rows]
 
     async def delete_stale(
         self, account_id: str, generation: int, feature: Feature, *, epoch: int,
@@ -179,8 +205,8 @@ class RecordStore:
         ).order_by(Record.id).limit(limit + 1)
         if feature:
             query = query.where(Record.feature == feature)
-        if kind:
-            query = query.where(Record.kind == kind)
+        # Derived data is read by naming its kind; a plain listing is of fetched items.
+        query = query.where(Record.kind == kind) if kind else query.where(is_source_record())
         rows = list(await session.scalars(query))
         if not rows:
             return ReadResult()
@@ -193,7 +219,7 @@ class RecordStore:
         self, session: AsyncSession, account_id: str, feature: str | None
     ) -> dict[str, int]:
         query = select(Record.feature, func.count()).where(
-            Record.account_id == account_id).group_by(Record.feature)
+            Record.account_id == account_id, is_source_record()).group_by(Record.feature)
         if feature:
             query = query.where(Record.feature == feature)
         return {name: count for name, count in (await session.execute(query)).all()}

@@ -22,7 +22,7 @@ from gwsync.connectors.errors import (
     RevokedError,
     TemporaryError,
 )
-from gwsync.storage import accounts, keys
+from gwsync.storage import accounts, derived, keys
 from gwsync.storage.models import Account, SyncState
 from gwsync.tasks import erase, grants
 from gwsync.tasks.retry import backoff
@@ -64,7 +64,7 @@ async def sync_feature(
     if not _valid_args(account_id, feature, generation):
         log.warning("bad_job_args", job="sync_feature")
         return {"outcome": "bad_args"}
-    async with deps.queue.lock(account_id, feature, deps.settings.job_timeout_s) as held:
+    async with deps.queue.lock(account_id, feature, deps.settings.sync_lock_s) as held:
         if not held:
             metrics.JOB_DEFERRALS.labels(task="sync_feature", reason="busy").inc()
             raise Retry(defer=backoff(deps.settings, 1))
@@ -83,6 +83,7 @@ class SyncRun:
         self.job_try = job_try
         self.records_written = 0
         self.api_calls = 0
+        self.epoch = 0
 
     async def run(self) -> dict[str, Any]:
         bound = log.bind(account_id=self.account_id, feature=self.feature.name)
@@ -94,6 +95,8 @@ class SyncRun:
                 await self._sync(connector, snap)
             finally:
                 connector.close()
+            await derived.refresh(self.deps.store, self.account_id, self.generation,
+                                  self.feature.name, self.epoch)
         except Skip as why:
             bound.info("sync_skipped", reason=str(why))
             return {"outcome": "skipped", "reason": str(why)}
@@ -144,6 +147,7 @@ class SyncRun:
 
     async def _full(self, connector: Connector, page_token: str | None, epoch: int) -> None:
         """Every item; then delete what this full sync did not see."""
+        self.epoch = epoch
         await self._set_state(stage="full", epoch=epoch)
         cursor: str | None = None
         async for fetched in connector.full(page_token):
@@ -156,6 +160,7 @@ class SyncRun:
                    "page_token": None, "full_synced_at": now})
 
     async def _incremental(self, connector: Connector, cursor: str, epoch: int) -> None:
+        self.epoch = epoch
         async for fetched in connector.incremental(cursor):
             state = {"cursor": fetched.next_cursor} if fetched.next_cursor else {}
             await self._write(fetched, epoch, state)

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from gwsync.connectors import features, oauth, registry, scopes
 from gwsync.connectors.errors import RevokedError, TemporaryError, UnknownGoogleError
 from gwsync.storage import accounts, purpose
-from gwsync.storage.models import Account, Erasure, Record, SyncState
+from gwsync.storage.models import Account, Erasure, Record, SyncState, is_source_record
 from gwsync.storage.purge import receipt
 from gwsync.storage.records import BadCursorError
 from gwsync.tasks import erase
@@ -123,7 +123,8 @@ async def status(request: web.Request) -> web.Response:
         states = {s.feature: s for s in await session.scalars(
             select(SyncState).where(SyncState.account_id == account.id))}
         counts = dict((await session.execute(
-            select(Record.feature, func.count()).where(Record.account_id == account.id)
+            select(Record.feature, func.count()).where(Record.account_id == account.id,
+                                                       is_source_record())
             .group_by(Record.feature))).all())
     granted = frozenset(account.granted_scopes.split())
     report = _feature_report(granted)
