@@ -71,6 +71,11 @@ CLAUSES: tuple[Clause, ...] = (
     Clause("Act on Cross-Account Protection events: delete the revoked tokens' data",
            "gwsync.worker.webhooks.risc_event",
            ("tests/worker/test_risc.py::test_token_revoked_by_prefix_erases_the_account",)),
+    Clause("Data derived from user data (indexes, summaries) keeps its purpose and is "
+           "erased with its sources",
+           "gwsync.storage.derived.refresh",
+           ("tests/storage/test_derived.py::test_the_suggestion_index_inherits_the_contacts_purpose",
+            "tests/storage/test_derived.py::test_derived_data_goes_with_a_withdrawn_feature")),
     Clause("A scope the user withdraws stops its feature and erases its data",
            "gwsync.tasks.grants.apply_granted",
            ("tests/tasks/test_grants.py::test_a_withdrawn_scope_erases_that_features_records_only",)),
