@@ -156,6 +156,9 @@ async def sync(request: web.Request) -> web.Response:
 
 async def records(request: web.Request) -> web.Response:
     account = await _account(request)
+    if account.status != accounts.ACTIVE:
+        raise ApiError(410, "account_erased", "this account's data has been erased",
+                       status=account.status)
     query = request.query
     use = query.get("use", "").strip()
     if not use:
