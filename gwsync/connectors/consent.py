@@ -18,8 +18,8 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
-from gwsync.connectors import features
-from gwsync.connectors.errors import RevokedError, TemporaryError, UnknownGoogleError
+from gwsync.connectors import features, oauth
+from gwsync.connectors.errors import UnknownGoogleError
 from gwsync.connectors.oauth import OAuthClient
 from gwsync.connectors.scopes import parse
 
@@ -93,33 +93,16 @@ def _token_response(body: dict[str, Any]) -> TokenResponse:
                          parse(scope), expires if isinstance(expires, int) else 0)
 
 
-def _refusal(status: int, body: dict[str, Any]) -> Exception:
-    """Map a token endpoint refusal to a category: only `invalid_grant` means a dead code."""
-    error = body.get("error")
-    if error == "invalid_grant":
-        return RevokedError("the code was refused (expired, used, or wrong verifier)")
-    if status >= 500 or status == 429:
-        return TemporaryError(f"token endpoint answered {status}", status=status)
-    return UnknownGoogleError(f"token endpoint answered {error or status}")
-
-
 async def exchange_code(
     client: OAuthClient, session: aiohttp.ClientSession, *, code: str, redirect_uri: str,
     verifier: str,
 ) -> TokenResponse:
-    """Trade an authorisation code for tokens (`grant_type=authorization_code`, PKCE)."""
-    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
-            "client_id": client.client_id, "client_secret": client.client_secret,
-            "code_verifier": verifier}
-    try:
-        async with session.post(client.endpoints.token, data=form,
-                                timeout=aiohttp.ClientTimeout(total=client.timeout_s)) as resp:
-            body = await resp.json(content_type=None)
-            status = resp.status
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise TemporaryError(f"token endpoint unreachable ({type(exc).__name__})") from None
-    if not isinstance(body, dict):
-        raise UnknownGoogleError("token endpoint answered with something other than an object")
-    if status != 200:
-        raise _refusal(status, body)
+    """Trade an authorisation code for tokens (`grant_type=authorization_code`, PKCE).
+
+    A refused code (expired, used, wrong verifier) raises RevokedError, as Google answers
+    `invalid_grant` for all of them.
+    """
+    body = await oauth.token_request(client, session, {
+        "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+        "code_verifier": verifier})
     return _token_response(body)

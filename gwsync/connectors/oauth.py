@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import google_auth_httplib2
@@ -107,8 +108,20 @@ async def granted_scopes(
     (google-auth records granted scopes only when scopes were requested, so this one
     form POST is made directly.)
     """
-    form = {"grant_type": "refresh_token", "refresh_token": refresh_token,
-            "client_id": client.client_id, "client_secret": client.client_secret}
+    body = await token_request(client, session, {
+        "grant_type": "refresh_token", "refresh_token": refresh_token})
+    return parse(body.get("scope"))
+
+
+async def token_request(
+    client: OAuthClient, session: aiohttp.ClientSession, form: dict[str, str]
+) -> dict[str, Any]:
+    """One form POST to the token endpoint (client credentials added), answer or category.
+
+    Only `invalid_grant` is a definite refusal of the grant or code (RevokedError); 5xx,
+    429 and network failures are temporary; anything else is unknown.
+    """
+    form = {**form, "client_id": client.client_id, "client_secret": client.client_secret}
     try:
         async with session.post(client.endpoints.token, data=form,
                                 timeout=aiohttp.ClientTimeout(total=client.timeout_s)) as resp:
@@ -119,9 +132,9 @@ async def granted_scopes(
     if not isinstance(body, dict):
         raise UnknownGoogleError("token endpoint answered with something other than an object")
     if status == 200:
-        return parse(body.get("scope"))
+        return body
     if body.get("error") == "invalid_grant":
-        raise RevokedError("refresh answered invalid_grant")
+        raise RevokedError("the token endpoint answered invalid_grant")
     if status >= 500 or status == 429:
         raise TemporaryError(f"token endpoint answered {status}", status=status)
     raise UnknownGoogleError(f"token endpoint answered {body.get('error') or status}")

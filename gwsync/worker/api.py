@@ -6,6 +6,8 @@ Bad input is refused before anything is touched: each handler validates, then ac
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -88,19 +90,26 @@ async def _enqueue_enabled(request: web.Request, account: Account, names: list[s
     return queued
 
 
-async def _granted(request: web.Request, body: ConnectBody) -> frozenset[str]:
-    if body.granted_scopes is not None:
-        return scopes.parse(body.granted_scopes)
+@contextmanager
+def token_endpoint_errors(refused: str) -> Iterator[None]:
+    """The token endpoint's answer categories, as this API reports them."""
     try:
-        deps = deps_of(request)
-        return await oauth.granted_scopes(deps.oauth, body.refresh_token, deps.http)
+        yield
     except RevokedError:
-        raise ApiError(400, "invalid_grant", "Google does not accept this grant") from None
+        raise ApiError(400, "invalid_grant", refused) from None
     except TemporaryError:
         raise ApiError(503, "google_unavailable", "could not reach Google; retry") from None
     except UnknownGoogleError:
         raise ApiError(502, "google_refused", "Google refused the token request; check the "
                        "OAuth client configuration") from None
+
+
+async def _granted(request: web.Request, body: ConnectBody) -> frozenset[str]:
+    if body.granted_scopes is not None:
+        return scopes.parse(body.granted_scopes)
+    deps = deps_of(request)
+    with token_endpoint_errors("Google does not accept this grant"):
+        return await oauth.granted_scopes(deps.oauth, body.refresh_token, deps.http)
 
 
 async def connect(request: web.Request) -> web.Response:

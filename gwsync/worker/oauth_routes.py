@@ -15,12 +15,16 @@ from aiohttp import web
 
 from gwsync.connectors import consent, features
 from gwsync.connectors.consent import TokenResponse
-from gwsync.connectors.errors import RevokedError, TemporaryError, UnknownGoogleError
 from gwsync.storage import accounts
 from gwsync.storage.models import Account
 from gwsync.tasks import grants
 from gwsync.worker import logging
-from gwsync.worker.api import _enqueue_enabled, _feature_report, _known_features
+from gwsync.worker.api import (
+    _enqueue_enabled,
+    _feature_report,
+    _known_features,
+    token_endpoint_errors,
+)
 from gwsync.worker.deps import Deps
 from gwsync.worker.oauth_state import Flow, FlowStore, InvalidStateError
 from gwsync.worker.web import ApiError, deps_of
@@ -98,16 +102,9 @@ async def _take_flow(deps: Deps, query: Mapping[str, str]) -> Flow:
 
 
 async def _exchange(deps: Deps, code: str, flow: Flow) -> TokenResponse:
-    try:
+    with token_endpoint_errors("Google refused the code; start again"):
         return await consent.exchange_code(deps.oauth, deps.http, code=code,
                                            redirect_uri=flow.redirect_uri, verifier=flow.verifier)
-    except RevokedError:
-        raise ApiError(400, "invalid_grant", "Google refused the code; start again") from None
-    except TemporaryError:
-        raise ApiError(503, "google_unavailable", "could not reach Google; start again") from None
-    except UnknownGoogleError:
-        raise ApiError(502, "google_refused", "Google refused the code exchange; check the "
-                       "OAuth client configuration") from None
 
 
 async def _merge(deps: Deps, account: Account, token: TokenResponse) -> Account:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from gwsync.connectors.features import FEATURES
 from gwsync.emulator import calendar as emu_calendar
 from gwsync.emulator import drive as emu_drive
-from gwsync.storage.models import Account, Record
+from gwsync.storage.models import Account, Record, is_source_record
 from gwsync.worker.deps import Deps
 from gwsync.worker.oauth_state import sign, signing_key
 from tests.conftest import Emulator, RunWorker
@@ -72,7 +72,8 @@ async def _counts(deps: Deps) -> tuple[int, dict[str, int]]:
     async with deps.sessions() as session:
         accounts = int(await session.scalar(select(func.count()).select_from(Account)) or 0)
         records = dict((await session.execute(
-            select(Record.feature, func.count()).group_by(Record.feature))).all())
+            select(Record.feature, func.count()).where(is_source_record())
+            .group_by(Record.feature))).all())
     return accounts, records
 
 
