@@ -37,7 +37,8 @@ class ThreadedFetcher:
     async def _one(self, message_id: str) -> dict[str, Any] | None:
         service = await self._idle.get()
         try:
-            return await asyncio.to_thread(_get_request(service, message_id).execute)
+            return await asyncio.to_thread(
+                _get_request(service.users().messages(), message_id).execute)
         except HttpError as exc:
             if exc.resp.status == 404:
                 return None

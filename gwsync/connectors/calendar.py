@@ -19,6 +19,7 @@ from gwsync.connectors.base import Fetched
 from gwsync.connectors.client import execute
 from gwsync.connectors.errors import CursorExpiredError, UnknownGoogleError
 from gwsync.connectors.features import FEATURES, Feature
+from gwsync.connectors.quota import UNMETERED, Budget
 from gwsync.storage.records import Page, Removal, Upsert
 from gwsync.timeutil import utcnow
 
@@ -102,9 +103,11 @@ class AvailabilityConnector:
 
     feature: Feature = FEATURES["availability"]
 
-    def __init__(self, service: Resource, now: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, service: Resource, now: Callable[[], datetime] = utcnow,
+                 budget: Budget = UNMETERED) -> None:
         self._service = service
         self._now = now
+        self._budget = budget
 
     def _window(self) -> tuple[str, str]:
         """From the top of the current hour, so an ongoing meeting keeps its id for the hour."""
@@ -116,7 +119,7 @@ class AvailabilityConnector:
         time_min, time_max = self._window()
         request = self._service.freebusy().query(body={
             "timeMin": time_min, "timeMax": time_max, "items": [{"id": CALENDAR_ID}]})
-        body = await execute(request.execute)
+        body = await execute(request.execute, quota=self._budget)
         yield Fetched(busy_page(body), None, None)
 
     def full(self, page_token: str | None) -> AsyncIterator[Fetched]:
@@ -142,9 +145,10 @@ class MeetingsConnector:
 
     feature: Feature = FEATURES["meetings"]
 
-    def __init__(self, service: Resource, page_size: int) -> None:
+    def __init__(self, service: Resource, page_size: int, budget: Budget = UNMETERED) -> None:
         self._service = service
         self._events = service.events()
+        self._budget = budget
         self._params = {"calendarId": CALENDAR_ID, "singleEvents": True,
                         "maxResults": page_size}
 
@@ -153,7 +157,7 @@ class MeetingsConnector:
             params = {**self._params, **extra}
             if page_token:
                 params["pageToken"] = page_token
-            body = await execute(self._events.list(**params).execute)
+            body = await execute(self._events.list(**params).execute, quota=self._budget)
             page_token = body.get("nextPageToken")
             yield Fetched(events_page(body.get("items") or []), page_token,
                           None if page_token else body.get("nextSyncToken"))

@@ -28,6 +28,7 @@ from gwsync.connectors.errors import (
     TemporaryError,
     UnknownGoogleError,
 )
+from gwsync.connectors.quota import UNMETERED, Budget, Charge
 from gwsync.worker import metrics
 
 #: 403 reasons that mean "slow down", not "no permission" (Google's guides: back off).
@@ -91,8 +92,18 @@ def classify_http_error(exc: HttpError) -> GoogleError:
     return UnknownGoogleError(detail, status=status)
 
 
-async def execute(call: Callable[[], Any]) -> dict[str, Any]:
-    """Run one blocking API request in a thread and map its failure to a category."""
+async def execute(call: Callable[[], Any], *, quota: Budget = UNMETERED,
+                  charge: Charge | None = None) -> dict[str, Any]:
+    """Run one blocking API request in a thread and map its failure to a category.
+
+    The request is paid for from `quota` first: `charge`, or else the method of `call`
+    (a `request.execute`); a batch names its charge (n calls of one method).
+    """
+    async with quota.spend(charge or Charge.of(call)):
+        return await _execute(call)
+
+
+async def _execute(call: Callable[[], Any]) -> dict[str, Any]:
     started, status = time.perf_counter(), "error"
     try:
         result = await asyncio.to_thread(call)

@@ -19,6 +19,7 @@ from gwsync.connectors.base import Fetched
 from gwsync.connectors.client import execute
 from gwsync.connectors.errors import UnknownGoogleError
 from gwsync.connectors.features import FEATURES, Feature
+from gwsync.connectors.quota import UNMETERED, Budget
 from gwsync.storage.records import Page, Removal, Upsert
 
 KIND = "file"
@@ -82,12 +83,14 @@ def unpack_checkpoint(checkpoint: str | None) -> tuple[str, str] | None:
 class SharedFilesConnector:
     feature: Feature = FEATURES["shared_files"]
 
-    def __init__(self, service: Resource, page_size: int) -> None:
+    def __init__(self, service: Resource, page_size: int, budget: Budget = UNMETERED) -> None:
         self._service = service
         self._page_size = page_size
+        self._budget = budget
 
     async def _start_page_token(self) -> str:
-        body = await execute(self._service.changes().getStartPageToken().execute)
+        body = await execute(self._service.changes().getStartPageToken().execute,
+                             quota=self._budget)
         token = body.get("startPageToken")
         if not isinstance(token, str) or not token:
             raise UnknownGoogleError("getStartPageToken without startPageToken")
@@ -103,7 +106,8 @@ class SharedFilesConnector:
                                       "spaces": "drive", "fields": LIST_FIELDS}
             if files_token:
                 params["pageToken"] = files_token
-            body = await execute(self._service.files().list(**params).execute)
+            body = await execute(self._service.files().list(**params).execute,
+                                 quota=self._budget)
             files_token = body.get("nextPageToken")
             page = to_page([to_record(f) for f in body.get("files", [])])
             checkpoint = pack_checkpoint(start, files_token) if files_token else None
@@ -122,7 +126,7 @@ class SharedFilesConnector:
         while True:
             body = await execute(self._service.changes().list(
                 pageToken=token, pageSize=self._page_size, includeRemoved=True,
-                spaces="drive", fields=CHANGE_FIELDS).execute)
+                spaces="drive", fields=CHANGE_FIELDS).execute, quota=self._budget)
             next_token = body.get("nextPageToken")
             new_start = body.get("newStartPageToken")
             if not next_token and not new_start:

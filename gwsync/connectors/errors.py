@@ -15,6 +15,8 @@ class Category(StrEnum):
     REVOKED = "revoked"
     CURSOR_EXPIRED = "cursor_expired"
     UNKNOWN = "unknown"
+    #: Not Google's: a run that stopped without saying so (its worker died or timed out).
+    STUCK = "stuck"
 
 
 class GoogleError(Exception):

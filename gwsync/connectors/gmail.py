@@ -25,6 +25,8 @@ from gwsync.connectors.base import Fetched
 from gwsync.connectors.client import execute
 from gwsync.connectors.errors import CursorExpiredError, UnknownGoogleError
 from gwsync.connectors.features import FEATURES, Feature
+from gwsync.connectors.lean_batch import new_batch
+from gwsync.connectors.quota import UNMETERED, Budget, Charge
 from gwsync.storage.records import Page, Removal, Upsert
 
 KIND = "message"
@@ -33,6 +35,7 @@ HEADERS = {"from": "From", "to": "To", "subject": "Subject", "date": "Date"}
 SPAM_TRASH = frozenset({"SPAM", "TRASH"})
 HISTORY_TYPES = ["messageAdded", "messageDeleted", "labelAdded", "labelRemoved"]
 MAX_LIST = 500
+GET_METHOD = "gmail.users.messages.get"
 #: Gmail takes 100 calls per batch but advises against more than 50 (guides/batch).
 BATCH_SIZE = 50
 #: A fetched message, or None when Gmail no longer has it (deleted since it was listed).
@@ -103,8 +106,10 @@ def _newest_history_id(ids: Sequence[str], fetched: FetchedMessages) -> str:
                  if m and m.get("historyId")), "")
 
 
-def _get_request(service: Resource, message_id: str) -> Any:
-    return service.users().messages().get(
+def _get_request(messages: Resource, message_id: str) -> Any:
+    """`messages` is ``service.users().messages()``, built once: each build of a resource
+    re-creates its methods from the discovery document, which cost more than the call."""
+    return messages.get(
         userId="me", id=message_id, format="metadata", metadataHeaders=list(HEADERS.values()))
 
 
@@ -117,10 +122,13 @@ class BatchFetcher:
     One POST per 50 calls also stays far below Gmail's per-mailbox concurrency limit.
     """
 
-    def __init__(self, service: Resource) -> None:
+    def __init__(self, service: Resource, budget: Budget = UNMETERED) -> None:
         self._service = service
+        self._messages = service.users().messages()
+        self._budget = budget
 
     def _fetch_sync(self, ids: Sequence[str]) -> FetchedMessages:
+        """One batch POST of at most BATCH_SIZE gets."""
         found: FetchedMessages = {}
         failed: list[HttpError] = []
 
@@ -132,19 +140,23 @@ class BatchFetcher:
             else:
                 failed.append(exc)
 
-        for start in range(0, len(ids), BATCH_SIZE):
-            batch = self._service.new_batch_http_request(callback=answer)
-            for mid in ids[start:start + BATCH_SIZE]:
-                batch.add(_get_request(self._service, mid), request_id=mid)
-            batch.execute()
+        batch = new_batch(self._service, answer)
+        for mid in ids:
+            batch.add(_get_request(self._messages, mid), request_id=mid)
+        batch.execute()
         if failed:
             raise failed[0]  # classified by `execute`; the job retries the whole page
         return found
 
     async def fetch(self, ids: Sequence[str]) -> FetchedMessages:
-        if not ids:
-            return {}
-        return await execute(lambda: self._fetch_sync(ids))
+        """Each POST is charged its n gets just before it is sent, not the page at once,
+        so the quota window sees the calls when Google does."""
+        found: FetchedMessages = {}
+        for start in range(0, len(ids), BATCH_SIZE):
+            chunk = ids[start:start + BATCH_SIZE]
+            found.update(await execute(lambda c=chunk: self._fetch_sync(c), quota=self._budget,
+                                       charge=Charge(GET_METHOD, len(chunk))))
+        return found
 
     def close(self) -> None:
         pass
@@ -153,8 +165,10 @@ class BatchFetcher:
 class MailActivityConnector:
     feature: Feature = FEATURES["mail_activity"]
 
-    def __init__(self, service: Resource, page_size: int, fetcher: BatchFetcher) -> None:
+    def __init__(self, service: Resource, page_size: int, fetcher: BatchFetcher,
+                 budget: Budget = UNMETERED) -> None:
         self._service = service
+        self._budget = budget
         self._messages = service.users().messages()
         self._fetcher = fetcher
         self._page_size = min(page_size, MAX_LIST)
@@ -170,7 +184,7 @@ class MailActivityConnector:
             params: dict[str, Any] = {"userId": "me", "maxResults": self._page_size}
             if google_token:
                 params["pageToken"] = google_token
-            body = await execute(self._messages.list(**params).execute)
+            body = await execute(self._messages.list(**params).execute, quota=self._budget)
             ids = [m["id"] for m in body.get("messages") or ()]
             fetched = await self._fetcher.fetch(ids)
             history_id = history_id or _newest_history_id(ids, fetched)
@@ -201,7 +215,8 @@ class MailActivityConnector:
         if page_token:
             params["pageToken"] = page_token
         try:
-            return await execute(self._service.users().history().list(**params).execute)
+            return await execute(self._service.users().history().list(**params).execute,
+                                 quota=self._budget)
         except UnknownGoogleError as exc:
             if exc.status == 404:  # "out of date startHistoryId" (history.list reference)
                 raise CursorExpiredError(exc.detail, status=404) from None

@@ -15,6 +15,7 @@ from gwsync.connectors.base import Fetched
 from gwsync.connectors.client import execute
 from gwsync.connectors.errors import UnknownGoogleError
 from gwsync.connectors.features import FEATURES, Feature
+from gwsync.connectors.quota import UNMETERED, Budget
 from gwsync.storage.records import Page, Removal, Upsert
 
 KIND = "contact"
@@ -45,8 +46,9 @@ def to_page(people: list[dict[str, Any]]) -> Page:
 class PeopleConnector:
     feature: Feature = FEATURES["contacts"]
 
-    def __init__(self, service: Resource, page_size: int) -> None:
+    def __init__(self, service: Resource, page_size: int, budget: Budget = UNMETERED) -> None:
         self._service = service
+        self._budget = budget
         self._connections = service.people().connections()
         self._params = {
             "resourceName": "people/me",
@@ -60,7 +62,7 @@ class PeopleConnector:
             params = {**self._params, **extra}
             if page_token:
                 params["pageToken"] = page_token
-            body = await execute(self._connections.list(**params).execute)
+            body = await execute(self._connections.list(**params).execute, quota=self._budget)
             page_token = body.get("nextPageToken")
             yield Fetched(to_page(body.get("connections", [])), page_token,
                           None if page_token else body.get("nextSyncToken"))

@@ -11,36 +11,39 @@ from gwsync.connectors.calendar import AvailabilityConnector, MeetingsConnector
 from gwsync.connectors.drive import SharedFilesConnector
 from gwsync.connectors.gmail import BatchFetcher, MailActivityConnector
 from gwsync.connectors.people import PeopleConnector
+from gwsync.connectors.quota import UNMETERED, Budget
 
 if TYPE_CHECKING:
     from gwsync.worker.deps import Deps
 
-ConnectorFactory = Callable[[str, "Deps"], Connector]
+#: (access token, deps, the account's quota budget) → the job's connector.
+ConnectorFactory = Callable[[str, "Deps", Budget], Connector]
 
 
-def _people(token: str, deps: Deps) -> Connector:
+def _people(token: str, deps: Deps, budget: Budget = UNMETERED) -> Connector:
     service = client.service("people", token, deps.endpoints, deps.settings.http_timeout_s)
-    return PeopleConnector(service, deps.settings.sync_page_size)
+    return PeopleConnector(service, deps.settings.sync_page_size, budget)
 
 
-def _availability(token: str, deps: Deps) -> Connector:
+def _availability(token: str, deps: Deps, budget: Budget = UNMETERED) -> Connector:
     service = client.service("calendar", token, deps.endpoints, deps.settings.http_timeout_s)
-    return AvailabilityConnector(service)
+    return AvailabilityConnector(service, budget=budget)
 
 
-def _meetings(token: str, deps: Deps) -> Connector:
+def _meetings(token: str, deps: Deps, budget: Budget = UNMETERED) -> Connector:
     service = client.service("calendar", token, deps.endpoints, deps.settings.http_timeout_s)
-    return MeetingsConnector(service, deps.settings.sync_page_size)
+    return MeetingsConnector(service, deps.settings.sync_page_size, budget)
 
 
-def _shared_files(token: str, deps: Deps) -> Connector:
+def _shared_files(token: str, deps: Deps, budget: Budget = UNMETERED) -> Connector:
     service = client.service("drive", token, deps.endpoints, deps.settings.http_timeout_s)
-    return SharedFilesConnector(service, deps.settings.sync_page_size)
+    return SharedFilesConnector(service, deps.settings.sync_page_size, budget)
 
 
-def _mail_activity(token: str, deps: Deps) -> Connector:
+def _mail_activity(token: str, deps: Deps, budget: Budget = UNMETERED) -> Connector:
     service = client.service("gmail", token, deps.endpoints, deps.settings.http_timeout_s)
-    return MailActivityConnector(service, deps.settings.sync_page_size, BatchFetcher(service))
+    return MailActivityConnector(service, deps.settings.sync_page_size,
+                                 BatchFetcher(service, budget), budget)
 
 
 #: Features with a connector; the others are declared (scopes, fields) but not yet synced.

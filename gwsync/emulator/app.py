@@ -13,7 +13,21 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gwsync.emulator import admin, batch, calendar, consent, drive, gmail, oauth, people, risc
+from gwsync.emulator import (
+    admin,
+    batch,
+    calendar,
+    consent,
+    drive,
+    gmail,
+    oauth,
+    people,
+    push,
+    quota,
+    risc,
+    watch,
+)
+from gwsync.emulator.auth import bearer_token
 from gwsync.emulator.errors import ApiError, OAuthError
 from gwsync.emulator.seed import seed_demo_user
 from gwsync.emulator.state import STATE_KEY, EmulatorState, Fault
@@ -43,6 +57,18 @@ def _fault_response(path: str, fault: Fault) -> web.Response:
 
 
 @web.middleware
+async def in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count each user's API requests in flight, injected latency included."""
+    state = request.app[STATE_KEY]
+    raw = bearer_token(request)
+    token = state.access_tokens.get(raw) if raw else None
+    if token is None:
+        return await handler(request)
+    with state.request_in_flight(token.user, request.path):
+        return await handler(request)
+
+
+@web.middleware
 async def faults(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Apply injected latency and failures before a request reaches its route."""
     if request.path.startswith(admin.PREFIX + "/"):
@@ -68,7 +94,7 @@ async def google_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 def create_app(state: EmulatorState | None = None) -> web.Application:
     """The emulator as an aiohttp application around ``state`` (a fresh one by default)."""
-    app = web.Application(middlewares=[faults, google_errors, admin.admin_errors])
+    app = web.Application(middlewares=[in_flight, faults, google_errors, admin.admin_errors])
     app[STATE_KEY] = state if state is not None else EmulatorState()
     oauth.setup(app)
     consent.setup(app)
@@ -78,6 +104,9 @@ def create_app(state: EmulatorState | None = None) -> web.Application:
     gmail.setup(app)
     batch.setup(app)
     risc.setup(app)
+    watch.setup(app)
+    quota.setup(app)
+    push.setup(app)
     admin.setup(app)
     return app
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gwsync.connectors import discovery
+from gwsync.emulator import quota
 from gwsync.emulator.errors import ApiError
 from gwsync.emulator.state import STATE_KEY, AccessToken
 
@@ -111,6 +112,7 @@ def google_api(method: ApiMethod) -> Callable[[ApiHandler], Route]:
             token = authorize(request, method)
             state = request.app[STATE_KEY]
             try:
+                quota.charge(state, method.id, token.user)
                 response = await handler(request, token)
             except ApiError as exc:
                 state.record_call(method.id, token, exc.code)

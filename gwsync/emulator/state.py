@@ -11,15 +11,20 @@ import hashlib
 import itertools
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
 from gwsync.emulator.contacts import ContactBook
 from gwsync.emulator.errors import OAuthError, UnknownUserError
+
+if TYPE_CHECKING:
+    from gwsync.emulator.quota import QuotaPolicy
 
 DEFAULT_CLIENT_ID = "emulator-client-id"
 DEFAULT_CLIENT_SECRET = "emulator-client-secret"
@@ -154,11 +159,17 @@ class EmulatorState:
         #: Page tokens of any API, mapping to whatever cursor the API module stores.
         self.page_tokens: dict[str, Any] = {}
         self.call_log: list[dict[str, Any]] = []
+        #: API requests in flight per (user, path), and the most ever at once: lets tests
+        #: prove that two workers never call Google for the same sync at the same time.
+        self.in_flight: Counter[tuple[str, str]] = Counter()
+        self.peak_in_flight: dict[tuple[str, str], int] = {}
         self.revocation_log: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
         self._contact_ids = itertools.count(_FIRST_CONTACT_ID)
         #: Per API, per user key: the data each API module keeps (see `api_data`).
         self._api_data: dict[str, dict[str, Any]] = {}
+        #: Per-user quota enforced on API calls (`gwsync.emulator.quota`); None: unlimited.
+        self.quota: QuotaPolicy | None = None
 
     # -- clock -----------------------------------------------------------------------
 
@@ -437,6 +448,22 @@ class EmulatorState:
         self.call_log.append(
             {"method": method, "scopes": sorted(token.scopes), "user": token.user, "status": status}
         )
+
+    @contextmanager
+    def request_in_flight(self, user_key: str, path: str) -> Iterator[None]:
+        """Count one API request of a user, latency included, while it is answered."""
+        key = (user_key, path)
+        self.in_flight[key] += 1
+        self.peak_in_flight[key] = max(self.peak_in_flight.get(key, 0), self.in_flight[key])
+        try:
+            yield
+        finally:
+            self.in_flight[key] -= 1
+
+    def peak_concurrency(self, user_key: str, path_prefix: str) -> int:
+        """The most requests of this user to one path under ``path_prefix`` ever at once."""
+        return max((n for (user, path), n in self.peak_in_flight.items()
+                    if user == user_key and path.startswith(path_prefix)), default=0)
 
     def calls(self, clear: bool = False) -> list[dict[str, Any]]:
         """A copy of the call log; ``clear`` empties it afterwards."""

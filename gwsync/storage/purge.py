@@ -23,7 +23,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gwsync.storage import accounts, crypto, keys
 from gwsync.storage.db import SessionFactory
-from gwsync.storage.models import AccessLog, Account, DataKey, Erasure, Record, SyncState
+from gwsync.storage.models import (
+    AccessLog,
+    Account,
+    DataKey,
+    Erasure,
+    Record,
+    SyncState,
+    WatchChannel,
+)
 from gwsync.timeutil import rfc3339, utcnow
 
 STATES = ("requested", "revoking", "shredded", "deleted", "verified")
@@ -32,6 +40,7 @@ ROW_STORES = {
     "records": Record.account_id,
     "sync_states": SyncState.account_id,
     "access_log": AccessLog.account_id,
+    "watch_channels": WatchChannel.account_id,
     "data_keys": DataKey.account_id,
 }
 

@@ -15,6 +15,7 @@ from gwsync.connectors import features, oauth
 from gwsync.connectors.errors import TemporaryError
 from gwsync.storage import accounts, purge
 from gwsync.storage.models import Account, Erasure
+from gwsync.tasks import watches
 from gwsync.timeutil import rfc3339, utcnow
 from gwsync.worker import logging
 from gwsync.worker.deps import Deps
@@ -58,6 +59,7 @@ async def _finish(deps: Deps, erasure_id: str) -> dict[str, Any]:
         log.warning("erasure_unknown", erasure_id=erasure_id)
         return {"outcome": "unknown"}
     if erasure.revocation == "pending":
+        await watches.stop_for_erasure(deps, erasure)  # needs the grants: before revoking
         erasure = await revoke(deps, erasure)
     if erasure.state not in ("deleted", "verified"):
         counts = {**erasure.counts, **await _delete_everything(deps, erasure)}

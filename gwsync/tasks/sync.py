@@ -13,7 +13,7 @@ from typing import Any
 from arq import Retry
 from sqlalchemy import update
 
-from gwsync.connectors import features, oauth, registry
+from gwsync.connectors import features, oauth, quota, registry
 from gwsync.connectors.base import Connector
 from gwsync.connectors.errors import (
     CursorExpiredError,
@@ -24,8 +24,8 @@ from gwsync.connectors.errors import (
 )
 from gwsync.storage import accounts, derived, keys
 from gwsync.storage.models import Account, SyncState
-from gwsync.tasks import erase, grants
-from gwsync.tasks.retry import backoff
+from gwsync.tasks import erase, grants, watches
+from gwsync.tasks.retry import backoff, retry_delay
 from gwsync.timeutil import utcnow
 from gwsync.worker import logging, metrics
 from gwsync.worker.deps import Deps
@@ -108,6 +108,7 @@ class SyncRun:
         await self._set_state(status="ok", error_category=None, last_error=None,
                               last_synced_at=utcnow())
         bound.info("sync_done", records=self.records_written, api_calls=self.api_calls)
+        await watches.after_sync(self.deps, self.account_id, self.feature.name, self.generation)
         return {"outcome": "ok", "records": self.records_written, "api_calls": self.api_calls}
 
     async def _snapshot(self) -> Snapshot:
@@ -130,7 +131,8 @@ class SyncRun:
 
     async def _connector(self, snap: Snapshot) -> Connector:
         token = await oauth.access_token(self.deps.oauth, snap.refresh_token, self.feature.scope)
-        return registry.CONNECTORS[self.feature.name](token.token, self.deps)
+        budget = quota.Budget(self.deps.limiter, self.account_id)
+        return registry.CONNECTORS[self.feature.name](token.token, self.deps, budget)
 
     async def _sync(self, connector: Connector, snap: Snapshot) -> None:
         if snap.stage == "incremental" and snap.cursor:
@@ -180,6 +182,8 @@ class SyncRun:
                 SyncState.feature == self.feature.name).values(**values))
 
     async def _failed(self, exc: GoogleError, bound: Any) -> dict[str, Any]:
+        if isinstance(exc, TemporaryError):
+            return await self._defer(exc, bound)
         bound.warning("sync_failed", category=str(exc.category), detail=exc.detail)
         status = "needs_permission" if isinstance(exc, PermissionLostError) else "error"
         try:
@@ -191,9 +195,29 @@ class SyncRun:
             await self._recheck_grant()
         elif isinstance(exc, RevokedError):
             await self._purge_revoked()
-        elif isinstance(exc, TemporaryError) and self.job_try < MAX_TRIES:
-            raise Retry(defer=exc.retry_after or backoff(self.deps.settings, self.job_try))
         return {"outcome": "failed", "category": str(exc.category)}
+
+    async def _defer(self, exc: TemporaryError, bound: Any) -> dict[str, Any]:
+        """A temporary error never fails a sync: it runs again later from its checkpoint.
+
+        Retried in this job up to MAX_TRIES (after `Retry-After`, or with backoff), then
+        handed to a new deferred job, since arq would fail this one past its tries.
+        """
+        delay = retry_delay(self.deps.settings, self.job_try, exc.retry_after)
+        bound.warning("sync_deferred", detail=exc.detail, defer_s=round(delay, 3),
+                      job_try=self.job_try)
+        try:
+            await self._set_state(status="deferred", error_category=str(exc.category),
+                                  last_error=exc.detail[:500])
+        except accounts.FencedError:
+            return {"outcome": "fenced"}
+        if isinstance(exc, quota.QuotaWaitError):
+            metrics.JOB_DEFERRALS.labels(task="sync_feature", reason="quota").inc()
+        if self.job_try < MAX_TRIES:
+            raise Retry(defer=delay)
+        await self.deps.queue.enqueue_sync(self.account_id, self.feature.name,
+                                           self.generation, defer_s=delay)
+        return {"outcome": "retry", "defer_s": delay}
 
     async def _recheck_grant(self) -> None:
         """A scope was refused: if Google confirms it is gone, the feature is erased."""

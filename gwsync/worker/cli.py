@@ -150,8 +150,12 @@ def status(as_json: bool) -> None:
 
 @main.command()
 @click.option("--contacts", default=240, show_default=True, type=int)
-def demo(contacts: int) -> None:
+@click.option("--events", default=40, show_default=True, type=int, help="Calendar events.")
+@click.option("--files", default=30, show_default=True, type=int,
+              help="Drive files opened with the app.")
+@click.option("--messages", default=300, show_default=True, type=int, help="Gmail messages.")
+def demo(contacts: int, events: int, files: int, messages: int) -> None:
     """Run the whole flow on SQLite and Redis against the emulator, and print the receipt."""
     from gwsync.worker.demo import main as run_demo
 
-    sys.exit(run_demo(contacts))
+    sys.exit(run_demo(contacts, events, files, messages))

@@ -3,9 +3,10 @@
 A reader of DESIGN.md should be able to *see* the three promises hold without a Google
 project: the demo starts the web and worker processes exactly as the Procfile would (on a
 throw-away SQLite file and a Redis namespace of its own), points them at the emulator,
-connects a fake user with one narrow scope, syncs, reads with a permitted use, is refused
-a forbidden one, disconnects, and prints the erasure receipt. It touches nothing outside
-its temp directory and its own Redis key prefix.
+connects a fake user through the consent screen (playing both the main app and the person
+who clicks Allow), syncs all five features, reads with a permitted use, is refused a
+forbidden one, disconnects, and prints the erasure receipt. It touches nothing outside its
+temp directory and its own Redis key prefix.
 """
 
 from __future__ import annotations
@@ -31,17 +32,30 @@ from redis.exceptions import RedisError
 from rich.console import Console
 from rich.json import JSON
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gwsync.emulator import EmulatorState, base_url, seed_demo_user, serve
-from gwsync.emulator.seed import CONTACTS_READONLY
+from gwsync.connectors.features import FEATURES
+from gwsync.emulator import EmulatorState, base_url, serve
+from gwsync.emulator.consent_client import ConsentPageError
+from gwsync.emulator.seed import DEMO_EMAIL
 from gwsync.storage.db import upgrade_async
+from gwsync.worker.demo_features import (
+    ConsentIncompleteError,
+    FeatureFailedError,
+    FeatureProgress,
+    Sizes,
+    allow_everything,
+    check_all_enabled,
+    feature_table,
+    seed_user,
+    short_scope,
+)
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_HINT = ("Install Redis and run the demo again — Debian/Ubuntu: "
               "`sudo apt-get install redis-server`; macOS: `brew install redis`.")
-FEATURE = "contacts"
+FEATURE = "contacts"  # the feature the read and the refusal are shown on
+USER_ID = "demo-user-1"  # the main app's id for the person
 SYNC_TIMEOUT_S = 60.0
 ERASE_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 30.0
@@ -84,6 +98,10 @@ class Demo:
     google_url: str = ""
     worker_metrics_port: int = field(default_factory=lambda: _free_port())
     api_url: str = ""
+    #: Where "Google" sends the browser back to the main app (the demo plays the app; nothing
+    #: needs to listen there, as the redirect is read, not followed).
+    app_return_url: str = field(
+        default_factory=lambda: f"http://127.0.0.1:{_free_port()}/app/oauth/return")
     http: aiohttp.ClientSession | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -101,21 +119,33 @@ class Demo:
 # -- entry point ---------------------------------------------------------------------------
 
 
-def main(contacts: int) -> int:
+def main(contacts: int, events: int = Sizes.events, files: int = Sizes.files,
+         messages: int = Sizes.messages) -> int:
     """Run the demo; 0 on success, 1 when a step fails, 2 when Redis is missing."""
     console = Console(soft_wrap=True)  # long lines stay whole: they are copied and grepped
-    if contacts < 1:
-        console.print("[red]demo failed:[/] --contacts must be at least 1")
+    sizes = Sizes(contacts, events, files, messages)
+    problem = _bad_sizes(sizes)
+    if problem:
+        console.print(f"[red]demo failed:[/] {problem}")
         return 1
     tmp = Path(tempfile.mkdtemp(prefix="gwsync-demo-"))
     try:
-        return asyncio.run(_run(console, tmp, contacts))
+        return asyncio.run(_run(console, tmp, sizes))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return 130
 
 
-async def _run(console: Console, tmp: Path, contacts: int) -> int:
+def _bad_sizes(sizes: Sizes) -> str | None:
+    """Contacts are read back, so at least one; the other features may start empty."""
+    if sizes.contacts < 1:
+        return "--contacts must be at least 1"
+    if min(sizes.events, sizes.files, sizes.messages) < 0:
+        return "--events, --files and --messages cannot be negative"
+    return None
+
+
+async def _run(console: Console, tmp: Path, sizes: Sizes) -> int:
     """Set up, run the flow, and tear everything down whatever happens."""
     async with AsyncExitStack() as stack:
         try:
@@ -130,8 +160,9 @@ async def _run(console: Console, tmp: Path, contacts: int) -> int:
                     emulator=EmulatorState(keys.client_id, keys.client_secret))
         stack.push_async_callback(_forget_redis_keys, demo)
         try:
-            await _flow(stack, demo, contacts)
-        except DemoError as exc:
+            await _flow(stack, demo, sizes)
+        except (DemoError, ConsentPageError, ConsentIncompleteError,
+                FeatureFailedError) as exc:
             return _failed(console, tmp, str(exc))
         except Exception as exc:  # noqa: BLE001 - any failure is one line, not a traceback
             return _failed(console, tmp, f"unexpected {type(exc).__name__}: {exc}")
@@ -146,20 +177,21 @@ def _failed(console: Console, tmp: Path, reason: str) -> int:
     return 1
 
 
-async def _flow(stack: AsyncExitStack, demo: Demo, contacts: int) -> None:
+async def _flow(stack: AsyncExitStack, demo: Demo, sizes: Sizes) -> None:
     """The story, one step per line."""
     await _migrate(demo)
     await _start_emulator(stack, demo)
     demo.http = await stack.enter_async_context(
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)))
     await _start_processes(stack, demo)
-    refresh_token = _seed(demo, contacts)
-    account_id = await _connect(demo, refresh_token)
-    await _sync(demo, account_id, contacts)
+    google_user = _seed(demo, sizes)
+    account_id = await _connect(demo)
+    await _sync(demo, account_id, sizes)
+    await _costs(demo, account_id)
     await _read(demo, account_id)
     await _refused(demo, account_id)
     await _disconnect(demo, account_id)
-    await _check_revoked(demo, refresh_token)
+    await _check_revoked(demo, google_user)
     await _where_to_look(demo)
 
 
@@ -353,55 +385,54 @@ async def _call(demo: Demo, method: str, path: str, expect: int | tuple[int, ...
     return body if isinstance(body, dict) else {"body": body}
 
 
-def _seed(demo: Demo, contacts: int) -> str:
-    """A fake Google user who consented to contacts.readonly only; returns the refresh token."""
-    issued = seed_demo_user(demo.emulator, contacts, scopes=(CONTACTS_READONLY,))
-    demo.console.print(f"\n[bold]1. Seeded[/] {issued.user} with {contacts} contacts; "
-                       f"granted: {', '.join(issued.scopes)}")
-    return issued.refresh_token
+def _seed(demo: Demo, sizes: Sizes) -> str:
+    """A fake Google user with data for every feature, who has granted nothing yet."""
+    user = seed_user(demo.emulator, sizes)
+    demo.console.print(
+        f"\n[bold]1. Seeded[/] {user}: {sizes.contacts} contacts, {sizes.events} calendar "
+        f"events, {sizes.files} Drive files opened with the app, {sizes.messages} Gmail "
+        "messages; granted: nothing yet")
+    return user
 
 
-async def _connect(demo: Demo, refresh_token: str) -> str:
-    """Register the grant; gwsync asks Google what was granted and enables what it covers."""
-    body = await _call(demo, "POST", "/v1/accounts", 201,
-                       json={"user_id": "demo-user-1", "refresh_token": refresh_token})
-    demo.console.print()
-    table = Table(title=f"2. Connected account {body['account_id']}")
-    for column in ("feature", "enabled", "missing scopes"):
-        table.add_column(column)
-    for name, entry in body["features"].items():
-        missing = ", ".join(s.rsplit("/", 1)[-1] for s in entry["missing_scopes"]) or "—"
-        table.add_row(name, "[green]yes[/]" if entry["enabled"] else "[yellow]no[/]", missing)
-    demo.console.print(table)
-    return str(body["account_id"])
+async def _connect(demo: Demo) -> str:
+    """The main app's connect button: start, the person allows everything, callback."""
+    started = await _call(demo, "GET", "/v1/oauth/start", 200, params={
+        "user_id": USER_ID, "features": ",".join(FEATURES), "login_hint": DEMO_EMAIL,
+        "redirect_uri": demo.app_return_url})
+    demo.console.print(f"\n[bold]2. Consent[/]: the app asks for {len(started['scopes'])} "
+                       f"scopes; the browser goes to {started['url'].split('?')[0]}")
+    offered, redirect = await allow_everything(demo.session, started["url"])
+    demo.console.print(f"the consent screen offers {', '.join(map(short_scope, offered))}; "
+                       f"the person ticks all {len(offered)} and clicks Continue; Google "
+                       f"redirects to {demo.app_return_url} with a one-time code", highlight=False)
+    connected = await _call(demo, "GET", "/v1/oauth/callback", 201, params=redirect)
+    check_all_enabled(connected)
+    demo.console.print(f"the app forwards code and state to /v1/oauth/callback → account "
+                       f"{connected['account_id']} created; first syncs queued: "
+                       f"{', '.join(connected['syncs_queued'])}", highlight=False)
+    return str(connected["account_id"])
 
 
-async def _sync(demo: Demo, account_id: str, contacts: int) -> None:
-    """Watch the first sync the connect queued, page by page, until it reports `ok`."""
-    demo.console.print("\n[bold]3. Syncing contacts[/] (the worker fetches 25 per page)")
-    columns = (TextColumn("contacts"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=demo.console) as progress:
-        task = progress.add_task("sync", total=contacts)
+async def _sync(demo: Demo, account_id: str, sizes: Sizes) -> None:
+    """Watch the five first syncs, page by page, until every feature reports `ok`."""
+    demo.console.print("\n[bold]3. Syncing[/] (the worker fetches 25 items per page)")
+    bars = FeatureProgress(demo.console, sizes.expected())
+    with bars.progress:
 
-        async def done() -> dict[str, Any] | None:
-            entry = await _feature_status(demo, account_id)
-            progress.update(task, completed=min(entry["record_count"], contacts))
-            return entry if entry["status"] == "ok" else None
+        async def all_ok() -> bool:
+            body = await _call(demo, "GET", f"/v1/accounts/{account_id}", 200)
+            return bars.update(body["features"])
 
-        entry = await _wait_for(done, "the contacts sync", SYNC_TIMEOUT_S)
-    demo.console.print(f"sync ok: {entry['record_count']} contacts stored "
-                       f"(last sync {entry['last_sync']})")
+        await _wait_for(all_ok, "the five first syncs", SYNC_TIMEOUT_S)
 
 
-async def _feature_status(demo: Demo, account_id: str) -> dict[str, Any]:
-    """The contacts feature's status; a failed sync stops the demo with its error."""
+async def _costs(demo: Demo, account_id: str) -> None:
+    """Per feature: the scope it asked for, Google's class for it, what it stored and cost."""
     body = await _call(demo, "GET", f"/v1/accounts/{account_id}", 200)
-    entry: dict[str, Any] = body["features"][FEATURE]
-    if entry["status"] in ("error", "needs_permission"):
-        error = entry.get("last_error") or {}
-        raise DemoError(f"the contacts sync failed ({entry['status']}): "
-                        f"{error.get('category')}: {error.get('detail')}")
-    return entry
+    demo.console.print()
+    demo.console.print(feature_table("4. Five features synced (API calls: the emulator's log)",
+                                     body["features"], demo.emulator.calls()))
 
 
 async def _read(demo: Demo, account_id: str) -> None:
@@ -412,7 +443,7 @@ async def _read(demo: Demo, account_id: str) -> None:
     if not records:
         raise DemoError("the permitted read returned no records")
     demo.console.print()
-    table = Table(title="4. Read with use=feature:contacts (first 5)")
+    table = Table(title="5. Read with use=feature:contacts (first 5)")
     for column in ("id", "name", "stored fields"):
         table.add_column(column)
     for record in records:
@@ -429,7 +460,7 @@ async def _refused(demo: Demo, account_id: str) -> None:
                        "&use=ai_training", 403)
     if body.get("error") != "limited_use_violation":
         raise DemoError(f"use=ai_training was refused with {body.get('error')!r}")
-    demo.console.print("\n[bold]5. Read with use=ai_training[/] → 403")
+    demo.console.print("\n[bold]6. Read with use=ai_training[/] → 403")
     demo.console.print(JSON.from_data(body))
 
 
@@ -437,7 +468,7 @@ async def _disconnect(demo: Demo, account_id: str) -> None:
     """Disconnect, then wait for the erasure to be verified and show its receipt."""
     body = await _call(demo, "DELETE", f"/v1/accounts/{account_id}", 202)
     erasure_id = body["erasure_id"]
-    demo.console.print(f"\n[bold]6. Disconnected[/]: erasure {erasure_id} requested")
+    demo.console.print(f"\n[bold]7. Disconnected[/]: erasure {erasure_id} requested")
 
     async def verified() -> dict[str, Any] | None:
         found = await _call(demo, "GET", f"/v1/erasures/{erasure_id}", 200)
@@ -459,7 +490,7 @@ def _summary(demo: Demo, receipt: dict[str, Any]) -> None:
                         f"{verification.get('remaining')}")
     demo.console.print(
         f"[green]erasure {receipt['state']}[/]: {counts.get('records', 0)} records deleted, "
-        f"{counts.get('data_keys', 0)} data key destroyed, "
+        f"{counts.get('data_keys', 0)} data key(s) destroyed, "
         f"{counts.get('grants_revoked', 0)} grant revoked, nothing left "
         f"({time.monotonic() - demo.started:.1f} s since start)")
 
@@ -474,17 +505,22 @@ async def _where_to_look(demo: Demo) -> None:
             if resp.status != 200:
                 raise DemoError(f"{url} answered {resp.status}")
     demo.console.print(
-        f"\n[bold]8.[/] ops page: {demo.api_url}/ops (sign in at {demo.api_url}/ops/login "
+        f"\n[bold]9.[/] ops page: {demo.api_url}/ops (sign in at {demo.api_url}/ops/login "
         f"with GWSYNC_ADMIN_TOKEN); metrics: {demo.api_url}/metrics (web) and {worker} "
         "(worker); `gwsync status` shows the same in a terminal", highlight=False)
 
 
-async def _check_revoked(demo: Demo, refresh_token: str) -> None:
-    """Ask the emulator (i.e. 'Google') whether gwsync really revoked the grant."""
+async def _check_revoked(demo: Demo, google_user: str) -> None:
+    """Ask the emulator (i.e. 'Google') whether gwsync really revoked the grant.
+
+    Only gwsync ever saw the refresh token (the consent flow hands it over server to
+    server), so the revocation is found by user and kind.
+    """
     async with demo.session.get(f"{demo.google_url}/_emulator/revocations") as resp:
         body = await resp.json()
-    revoked = [r for r in body.get("revocations", []) if r.get("token") == refresh_token]
+    revoked = [r for r in body.get("revocations", [])
+               if r.get("user") == google_user and r.get("kind") == "refresh_token"]
     if not revoked:
         raise DemoError("the emulator saw no revocation of the demo user's grant")
-    demo.console.print(f"\n[bold]7.[/] Google (emulator) confirms: the {revoked[0]['kind']} of "
+    demo.console.print(f"\n[bold]8.[/] Google (emulator) confirms: the {revoked[0]['kind']} of "
                        f"{revoked[0]['user']} was revoked at {revoked[0]['at']}")

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gwsync.connectors.endpoints import Endpoints
 from gwsync.connectors.oauth import OAuthClient
+from gwsync.connectors.quota import Limiter, limiter_for
 from gwsync.storage.db import SessionFactory, create_engine, session_factory
 from gwsync.storage.records import RecordStore
 from gwsync.worker import queue
@@ -25,6 +26,8 @@ class Deps:
     oauth: OAuthClient
     http: aiohttp.ClientSession
     endpoints: Endpoints
+    #: Google quota shared through Redis; None when `quota_enabled` is off.
+    limiter: Limiter | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> Deps:
@@ -41,6 +44,7 @@ class Deps:
                               secret.get_secret_value() if secret else "", endpoints,
                               settings.http_timeout_s),
             http=aiohttp.ClientSession(), endpoints=endpoints,
+            limiter=limiter_for(redis, settings),
         )
 
     async def close(self) -> None:

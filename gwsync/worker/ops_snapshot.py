@@ -20,7 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gwsync.connectors.features import FEATURES
 from gwsync.storage.accounts import ACTIVE
 from gwsync.storage.db import SessionFactory
-from gwsync.storage.models import AccessLog, Account, Erasure, Record, SyncState
+from gwsync.storage.models import (
+    AccessLog,
+    Account,
+    Erasure,
+    Record,
+    SyncState,
+    is_source_record,
+)
 from gwsync.timeutil import as_utc, rfc3339, utcnow
 from gwsync.worker.deps import Deps
 
@@ -120,7 +127,7 @@ async def take(src: Sources) -> OpsSnapshot:
             behind_schedule=await _behind(session, now),
             erasures_by_state=erasures_by_state, erasures_pending=pending,
             erasures_overdue=overdue, refused_reads=await _refused(session, now),
-            records_by_feature=await _grouped(session, Record.feature),
+            records_by_feature=await _grouped(session, Record.feature, is_source_record()),
         )
 
 
@@ -140,8 +147,9 @@ async def _queue(src: Sources) -> dict[str, int]:
             "in_progress": in_progress}
 
 
-async def _grouped(session: AsyncSession, column: Any) -> dict[str, int]:
-    rows = await session.execute(select(column, func.count()).group_by(column).order_by(column))
+async def _grouped(session: AsyncSession, column: Any, *where: Any) -> dict[str, int]:
+    rows = await session.execute(
+        select(column, func.count()).where(*where).group_by(column).order_by(column))
     return {str(key): int(count) for key, count in rows.all()}
 
 

@@ -17,7 +17,7 @@ from gwsync.connectors import risc
 from gwsync.storage import accounts
 from gwsync.storage.models import Account, SecurityEvent
 from gwsync.tasks import erase
-from gwsync.worker import logging
+from gwsync.worker import logging, push
 from gwsync.worker.deps import Deps
 from gwsync.worker.web import deps_of
 
@@ -99,3 +99,4 @@ def add_routes(app: web.Application, deps: Deps) -> None:
     client_id = deps.settings.google_client_id or ""
     app[VERIFIER] = risc.RiscVerifier(deps.endpoints, (client_id,), deps.http)
     app.router.add_post("/webhooks/google/risc", risc_event)
+    push.add_routes(app)

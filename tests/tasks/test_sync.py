@@ -112,17 +112,16 @@ async def test_revoked_grant_purges_the_account(
 async def test_transient_api_errors_never_purge(
     api, deps: Deps, emulator: Emulator, run_worker: RunWorker
 ) -> None:
-    """503s from the People API are retried, then recorded as temporary; nothing is deleted."""
+    """503s from the People API are retried, then deferred, never failed; nothing is deleted."""
     grant, account_id = await synced_user(api, emulator.state, run_worker, 4)
-    fault = emulator.state.add_fault("/v1/people", 503, count=100)
+    fault = emulator.state.add_fault("/v1/people", 503, count=MAX_TRIES + 1)
     await _sync_again(deps, account_id, run_worker)
-    state = await _state(deps, account_id)
-    assert state.status == "error" and state.error_category == "temporary"
+    assert fault.remaining == 0  # tried MAX_TRIES times, then once more by the deferred job
+    assert (await _state(deps, account_id)).status == "ok"
     assert len(await stored_contacts(deps, account_id)) == 4
     async with deps.sessions() as session:
         assert (await session.get(Account, account_id)).status == "active"
         assert await session.scalar(select(func.count()).select_from(Erasure)) == 0
-    assert 100 - fault.remaining == MAX_TRIES  # retried, then given up as temporary
 
 
 async def test_token_endpoint_outage_never_purges(

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from gwsync.storage.models import AccessLog, Account, Record
+from gwsync.storage.models import AccessLog, Account, Record, is_source_record
 from gwsync.worker import metrics
 from gwsync.worker.deps import Deps
 from tests.conftest import ADMIN_TOKEN, API_TOKEN, MASTER_KEY, Emulator, RunWorker
@@ -58,7 +58,7 @@ async def test_metrics_agree_with_the_database_after_a_sync_and_a_refusal(
     samples = await scrape(api)
 
     stored = await _db_count(deps, select(func.count()).select_from(Record)
-                             .where(Record.feature == "contacts"))
+                             .where(Record.feature == "contacts", is_source_record()))
     assert stored == 7
     assert value(samples, "gwsync_records_stored", feature="contacts") == stored
     assert counter("gwsync_records_synced_total", feature="contacts") - synced_before == 7

@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from gwsync.storage.models import AccessLog, Account, Erasure, Record
+from gwsync.storage.models import AccessLog, Account, Erasure, Record, is_source_record
 from gwsync.worker.deps import Deps
 from gwsync.worker.web import create_app
 from tests.conftest import ADMIN_TOKEN, API_TOKEN, Emulator, RunWorker
@@ -92,7 +92,8 @@ async def test_ops_page_in_chromium_shows_the_database_numbers(
     assert shown["accounts.active"] == await _count(
         deps, select(count).select_from(Account).where(Account.status == "active"))
     assert shown["records.contacts"] == await _count(
-        deps, select(count).select_from(Record).where(Record.feature == "contacts"))
+        deps, select(count).select_from(Record).where(Record.feature == "contacts",
+                                                      is_source_record()))
     assert shown["refused.advertising"] == shown["refused_reads"] == await _count(
         deps, select(count).select_from(AccessLog).where(AccessLog.decision == "refused"))
     assert shown["erasures_pending"] == await _count(

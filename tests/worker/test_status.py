@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
-from gwsync.storage.models import AccessLog, Account, Erasure, Record, SyncState
+from gwsync.storage.models import AccessLog, Account, Erasure, Record, SyncState, is_source_record
 from gwsync.worker.deps import Deps
 from gwsync.worker.settings import Settings
 from tests.conftest import Emulator, RunWorker
@@ -64,7 +64,8 @@ async def test_status_json_agrees_with_the_database(
     status = json.loads(out)
     assert status["accounts_by_status"] == await _grouped(deps, Account.status)
     assert status["syncs_by_status"] == await _grouped(deps, SyncState.status)
-    assert status["records_by_feature"] == await _grouped(deps, Record.feature)
+    assert status["records_by_feature"] == await _grouped(deps, Record.feature,
+                                                          is_source_record())
     erasures = await _grouped(deps, Erasure.state)
     assert status["erasures_by_state"] == erasures
     assert sum(erasures.values()) == 1 and "verified" not in erasures

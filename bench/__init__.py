@@ -1,0 +1,1 @@
+"""gwsync's benchmark suite: real processes against the emulator (run ``./bin/bench``)."""

@@ -1,0 +1,273 @@
+"""One benchmark deployment: a scratch database, a Redis prefix, the emulator in its own
+process, gwsync worker processes, and the bench process's own `Deps`.
+
+The emulator runs in a separate process so that it does not share the worker's core and
+GIL: what is measured is the worker, not the stand-in for Google.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import redis.asyncio as aioredis
+from sqlalchemy import select
+
+from gwsync.connectors import features
+from gwsync.storage import accounts
+from gwsync.storage.db import upgrade_async
+from gwsync.storage.models import SyncState
+from gwsync.worker.deps import Deps
+from gwsync.worker.settings import Settings
+
+PG_ADMIN = os.environ.get("GWSYNC_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("GWSYNC_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+GMAIL_METADATA = "https://www.googleapis.com/auth/gmail.metadata"
+BIN = Path(sys.executable).parent
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run (a process did not start, a sync failed)."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def scratch_database(kind: str, workdir: Path) -> AsyncIterator[str]:
+    """A migrated, empty database for this run, dropped (PostgreSQL) when it ends."""
+    if kind == "sqlite":
+        url = f"sqlite+aiosqlite:///{workdir}/bench.db"
+        await upgrade_async(url)
+        yield url
+        return
+    name = f"gwsync_bench_{uuid.uuid4().hex[:10]}"
+    await _pg_admin(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        url = f"{base}/{name}"
+        await upgrade_async(url)
+        yield url
+    finally:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _pg_admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@dataclass
+class Emulator:
+    """`gwsync emulator` in its own process, driven through its admin routes."""
+
+    proc: asyncio.subprocess.Process
+    url: str
+    client_id: str
+    client_secret: str
+    http: aiohttp.ClientSession
+
+    @classmethod
+    async def start(cls, workdir: Path, *extra: str) -> Emulator:
+        port = free_port()
+        out = workdir / f"emulator-{port}.log"
+        proc = await asyncio.create_subprocess_exec(
+            str(BIN / "gwsync"), "emulator", "--port", str(port), *extra,
+            stdout=out.open("w"), stderr=asyncio.subprocess.STDOUT)
+        creds = await _wait_for_line(out, "client_id=", proc)
+        ids = dict(part.split("=", 1) for part in creds.split())
+        emu = cls(proc, f"http://127.0.0.1:{port}", ids["client_id"], ids["client_secret"],
+                  aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)))
+        await emu._wait_listening()
+        return emu
+
+    async def _wait_listening(self) -> None:
+        for _ in range(100):
+            try:
+                await self.admin("GET", "/_emulator/faults")
+                return
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.1)
+        raise BenchError("the emulator did not start listening")
+
+    async def admin(self, method: str, path: str, body: Any = None) -> Any:
+        async with self.http.request(method, self.url + path, json=body) as resp:
+            if resp.status >= 400:
+                raise BenchError(f"emulator {method} {path}: {resp.status} {await resp.text()}")
+            return await resp.json()
+
+    async def gmail_user(self, n_messages: int) -> tuple[str, str]:
+        """A new user with `n_messages` messages who granted gmail.metadata → (key, token)."""
+        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+        issued = await self.admin("POST", "/_emulator/users",
+                                  {"email": email, "scopes": [GMAIL_METADATA]})
+        user = issued["user"]
+        for start in range(0, n_messages, 20_000):
+            await self.admin("POST", f"/_emulator/users/{user}/gmail/seed",
+                             {"n": min(20_000, n_messages - start)})
+        return user, issued["refresh_token"]
+
+    async def calls(self, clear: bool = False) -> list[dict[str, Any]]:
+        suffix = "?clear=1" if clear else ""
+        return (await self.admin("GET", "/_emulator/calls" + suffix))["calls"]
+
+    async def stop(self) -> None:
+        await self.http.close()
+        await stop_process(self.proc)
+
+
+async def _wait_for_line(path: Path, marker: str, proc: asyncio.subprocess.Process,
+                         within_s: float = 30) -> str:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        for line in (await asyncio.to_thread(path.read_text)).splitlines():
+            if line.startswith(marker):
+                return line
+        if proc.returncode is not None:
+            raise BenchError(f"process exited early; see {path}")
+        await asyncio.sleep(0.05)
+    raise BenchError(f"no {marker!r} line within {within_s} s; see {path}")
+
+
+async def stop_process(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size (VmHWM) so far, in MB (10^6 bytes)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    raise BenchError("no VmHWM in /proc/<pid>/status")
+
+
+@dataclass
+class Deployment:
+    """Everything a benchmark needs; each benchmark starts its own worker processes."""
+
+    db_kind: str
+    settings: Settings
+    deps: Deps
+    emulator: Emulator
+    workdir: Path
+    workers: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GWSYNC_")}
+        for name, value in self.settings.model_dump().items():
+            if value is None:
+                continue
+            secret = getattr(self.settings, name)
+            plain = secret.get_secret_value() if hasattr(secret, "get_secret_value") else value
+            env["PORT" if name == "port" else f"GWSYNC_{name.upper()}"] = str(plain)
+        env.update(extra)
+        return env
+
+    async def start_worker(self, *command: str, **extra: str) -> asyncio.subprocess.Process:
+        """A real worker process (`gwsync worker` unless `command` says otherwise)."""
+        argv = command or (str(BIN / "gwsync"), "worker")
+        log = (self.workdir / f"worker-{len(self.workers)}.log").open("w")
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env=self.env(**extra), stdout=log, stderr=asyncio.subprocess.STDOUT)
+        self.workers.append(proc)
+        return proc
+
+    async def stop_workers(self) -> None:
+        for proc in self.workers:
+            await stop_process(proc)
+        self.workers.clear()
+
+    async def connect(self, refresh_token: str, *scopes: str) -> str:
+        """Register a grant straight in the database (the web API is not under test)."""
+        async with self.deps.sessions.begin() as session:
+            account = await accounts.create(
+                session, self.settings.master_key, user_id=f"bench-{uuid.uuid4().hex[:8]}",
+                refresh_token=refresh_token, granted_scopes=frozenset(scopes))
+        return account.id
+
+    async def sync(self, account_id: str, feature: str, within_s: float = 1800) -> SyncState:
+        """Queue one sync, wait until the worker finishes it, and return its state."""
+        before = await self.sync_state(account_id, feature)
+        previous = before.last_synced_at if before else None
+        if not await self.deps.queue.enqueue_sync(account_id, feature, 1):
+            raise BenchError("the sync was not queued")
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            state = await self.sync_state(account_id, feature)
+            if state and state.status in ("error", "needs_permission"):
+                raise BenchError(f"sync failed: {state.error_category} {state.last_error}")
+            if state and state.status == "ok" and state.last_synced_at != previous:
+                return state
+            await asyncio.sleep(0.05)
+        raise BenchError(f"sync not done within {within_s} s")
+
+    async def sync_state(self, account_id: str, feature: str) -> SyncState | None:
+        async with self.deps.sessions() as session:
+            return await session.scalar(select(SyncState).where(
+                SyncState.account_id == account_id, SyncState.feature == feature))
+
+
+def mail_scope() -> str:
+    return features.FEATURES["mail_activity"].scope
+
+
+@asynccontextmanager
+async def deployment(db_kind: str, **overrides: Any) -> AsyncIterator[Deployment]:
+    """A complete deployment pointed at a fresh emulator process; torn down at exit."""
+    with tempfile.TemporaryDirectory(prefix="gwsync-bench-") as tmp:
+        workdir = Path(tmp)
+        prefix = f"gwsync-bench-{uuid.uuid4().hex[:10]}"
+        async with scratch_database(db_kind, workdir) as url:
+            emulator = await Emulator.start(workdir)
+            settings = Settings(
+                database_url=url, redis_url=REDIS_URL, redis_prefix=prefix,
+                google_base_url=emulator.url, google_client_id=emulator.client_id,
+                google_client_secret=emulator.client_secret,
+                api_token=secrets.token_urlsafe(16), admin_token=secrets.token_urlsafe(16),
+                encryption_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+                worker_metrics_port=0, log_level="WARNING", **overrides)
+            deps = await Deps.open(settings)
+            dep = Deployment(db_kind, settings, deps, emulator, workdir)
+            try:
+                yield dep
+            finally:
+                await dep.stop_workers()
+                await deps.close()
+                await emulator.stop()
+                await _drop_keys(prefix)
+
+
+async def _drop_keys(prefix: str) -> None:
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()

@@ -1,0 +1,202 @@
+"""Many worker processes on one Redis: never two runs of one account and feature at once, a
+fleet finishes faster with more processes, and a run killed with kill -9 is recovered."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
+
+from gwsync.emulator.seed import CONTACTS_READONLY, seed_demo_user
+from gwsync.storage import accounts
+from gwsync.storage.models import Record, SyncState
+from gwsync.worker import queue
+from gwsync.worker.deps import Deps
+from gwsync.worker.settings import Settings
+from tests.conftest import Emulator
+from tests.helpers import connect, eventually, start_worker, stop_process
+
+FEATURE = "contacts"
+
+
+@dataclass
+class Worker:
+    """A real `gwsync worker` process and every log line it wrote so far."""
+
+    proc: asyncio.subprocess.Process
+    lines: list[str]
+    reader: asyncio.Task[None]
+
+    def count(self, *fragments: str) -> int:
+        return sum(all(f in line for f in fragments) for line in self.lines)
+
+
+async def _worker(settings: Settings, **env: str) -> Worker:
+    """Start a worker and return once it polls the queue (arq logs Redis' version first)."""
+    proc = await start_worker(settings, **env)
+    lines: list[str] = []
+    ready = asyncio.Event()
+
+    async def drain() -> None:  # also keeps the pipe from filling up and blocking the worker
+        assert proc.stderr is not None
+        async for raw in proc.stderr:
+            lines.append(raw.decode(errors="replace"))
+            ready.set() if "redis_version" in lines[-1] else None
+    worker = Worker(proc, lines, asyncio.create_task(drain()))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+    except TimeoutError:
+        await _stop(worker)
+        raise AssertionError("worker did not start:\n" + "".join(lines[-20:])) from None
+    return worker
+
+
+async def _workers(settings: Settings, n: int, **env: str) -> list[Worker]:
+    return list(await asyncio.gather(*(_worker(settings, **env) for _ in range(n))))
+
+
+async def _stop(*workers: Worker) -> None:
+    for worker in workers:
+        await stop_process(worker.proc)
+        await worker.reader
+
+
+async def _state(deps: Deps, account_id: str) -> SyncState:
+    async with deps.sessions() as session:
+        state = await session.get(SyncState, (account_id, FEATURE))
+        assert state is not None
+        return state
+
+
+async def _records(deps: Deps, account_id: str) -> int:
+    async with deps.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(Record).where(
+            Record.account_id == account_id, Record.kind == "contact")) or 0)
+
+
+def _synced(deps: Deps, *account_ids: str) -> Callable[[], Awaitable[bool]]:
+    """True once every account's contacts are synced and nothing of theirs is queued."""
+    async def check() -> bool:
+        for account_id in account_ids:
+            if (await _state(deps, account_id)).status != "ok":
+                return False
+            if await deps.queue.queued_jobs(account_id) or await deps.queue.locked(
+                    account_id, FEATURE):
+                return False
+        return True
+    return check
+
+
+async def test_two_workers_never_run_one_account_and_feature_at_once(
+    api: TestClient, deps: Deps, emulator: Emulator, settings: Settings
+) -> None:
+    """Dozens of overlapping sync jobs of one account, spread over two worker processes,
+    never have two requests of that sync in flight at Google at once."""
+    grant = seed_demo_user(emulator.state, 30, scopes=(CONTACTS_READONLY,))
+    emulator.state.add_fault("/v1/people", 0, count=10_000, delay_ms=100)
+    workers = await _workers(settings, 2, GWSYNC_WORKER_MAX_JOBS="2")
+    try:
+        account_id = await connect(api, grant.refresh_token)
+        job_id = deps.queue.sync_job_id(account_id, FEATURE)
+        for i in range(20):  # the coalesced path, and distinct job ids that only the lock stops
+            await deps.queue.enqueue_sync(account_id, FEATURE, 1)
+            await deps.queue.redis.enqueue_job(queue.SYNC, account_id, FEATURE, 1,
+                                               _job_id=f"{job_id}:extra{i}")
+            await asyncio.sleep(0.05)
+        await eventually(_synced(deps, account_id), within_s=40)
+    finally:
+        await _stop(*workers)
+    starts = [w.count(":sync_feature(") for w in workers]
+    runs = sum(w.count('"sync_done"') for w in workers)
+    print(f"\njob starts per worker {starts}, completed runs {runs}, peak concurrent "
+          f"requests {emulator.state.peak_concurrency(grant.user, '/v1/people')}")
+    assert all(starts), "both processes must have competed for the account"
+    assert runs >= 2
+    assert emulator.state.peak_concurrency(grant.user, "/v1/people") == 1
+    assert await _records(deps, account_id) == 30
+
+
+FLEET, CONTACTS, MAX_JOBS, LATENCY_MS = 12, 9, "3", 150
+
+
+async def _fleet(deps: Deps, emulator: Emulator, first: int) -> list[str]:
+    """FLEET accounts with their grants stored and nothing queued yet."""
+    ids = []
+    for n in range(first, first + FLEET):
+        grant = seed_demo_user(emulator.state, CONTACTS, email=f"fleet{n}@example.com",
+                               scopes=(CONTACTS_READONLY,))
+        async with deps.sessions.begin() as session:
+            account = await accounts.create(
+                session, deps.settings.master_key, user_id=f"fleet-{n}",
+                refresh_token=grant.refresh_token, granted_scopes=frozenset(grant.scopes))
+        ids.append(account.id)
+    return ids
+
+
+async def _time_fleet(deps: Deps, emulator: Emulator, settings: Settings,
+                      processes: int, first: int) -> float:
+    """Seconds from enqueueing a fleet's syncs, with `processes` workers ready, to all ok."""
+    ids = await _fleet(deps, emulator, first)
+    workers = await _workers(settings, processes, GWSYNC_WORKER_MAX_JOBS=MAX_JOBS)
+    try:
+        started = time.perf_counter()
+        for account_id in ids:
+            await deps.queue.enqueue_sync(account_id, FEATURE, 1)
+        await eventually(_synced(deps, *ids), within_s=60, every_s=0.02)
+        elapsed = time.perf_counter() - started
+    finally:
+        await _stop(*workers)
+    assert [await _records(deps, a) for a in ids] == [CONTACTS] * FLEET
+    return elapsed
+
+
+async def test_two_workers_sync_a_fleet_faster_than_one(
+    deps: Deps, emulator: Emulator, settings: Settings
+) -> None:
+    """With each process limited to the same jobs at once, a second process shortens a
+    fleet's sync (figures printed; the bound asserted is generous)."""
+    emulator.state.add_fault("/v1/people", 0, count=100_000, delay_ms=LATENCY_MS)
+    one = await _time_fleet(deps, emulator, settings, 1, first=0)
+    two = await _time_fleet(deps, emulator, settings, 2, first=100)
+    print(f"\nfleet of {FLEET} accounts x {CONTACTS} contacts, {LATENCY_MS} ms per call, "
+          f"{MAX_JOBS} jobs per worker: one worker {one:.2f} s, two workers {two:.2f} s "
+          f"(ratio {two / one:.2f})")
+    assert two < 0.9 * one
+
+
+async def test_a_sync_killed_with_kill_9_is_recovered_by_the_next_worker(
+    api: TestClient, deps: Deps, emulator: Emulator, settings: Settings
+) -> None:
+    """kill -9 mid-sync leaves it `running`; the next worker marks it stuck, frees arq's job
+    at once (not after the job timeout) and finishes it from its last checkpoint."""
+    grant = seed_demo_user(emulator.state, 30, scopes=(CONTACTS_READONLY,))
+    emulator.state.add_fault("/v1/people", 0, count=10_000, delay_ms=200)
+    fast_recovery = {"GWSYNC_SYNC_LOCK_S": "1", "GWSYNC_SYNC_STUCK_AFTER_S": "1"}
+    first = await _worker(settings, **fast_recovery)
+    try:
+        account_id = await connect(api, grant.refresh_token)
+
+        async def some_pages_written() -> bool:
+            return await _records(deps, account_id) >= 6
+        await eventually(some_pages_written, within_s=30)
+    finally:
+        first.proc.send_signal(signal.SIGKILL)
+        await _stop(first)
+    killed = await _state(deps, account_id)
+    assert killed.status == "running" and await _records(deps, account_id) < 30
+
+    async def lock_lapsed() -> bool:
+        return not await deps.queue.locked(account_id, FEATURE)
+    await eventually(lock_lapsed, within_s=5)
+    second = await _worker(settings, **fast_recovery)
+    try:
+        await eventually(_synced(deps, account_id), within_s=30)
+    finally:
+        await _stop(second)
+    assert second.count('"stuck_syncs_recovered"', '"count": 1')
+    assert await _records(deps, account_id) == 30
