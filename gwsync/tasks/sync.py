@@ -66,11 +66,22 @@ async def sync_feature(
         return {"outcome": "bad_args"}
     async with deps.queue.lock(account_id, feature, deps.settings.sync_lock_s) as held:
         if not held:
-            metrics.JOB_DEFERRALS.labels(task="sync_feature", reason="busy").inc()
-            raise Retry(defer=backoff(deps.settings, 1))
+            return await _busy(deps, account_id, feature, generation, ctx.get("job_try", 1))
         run = SyncRun(deps, account_id, features.get(feature), generation,
                       ctx.get("job_try", 1))
         return await run.run()
+
+
+async def _busy(
+    deps: Deps, account_id: str, feature: str, generation: int, job_try: int
+) -> dict[str, Any]:
+    """Another run holds the feature: hand this request to the queued follow-up (it will
+    see what changed during that run); if one is queued already, wait for the holder."""
+    metrics.JOB_DEFERRALS.labels(task="sync_feature", reason="busy").inc()
+    delay = backoff(deps.settings, job_try)
+    if await deps.queue.enqueue_sync(account_id, feature, generation, defer_s=delay):
+        return {"outcome": "busy", "requeued": True}
+    raise Retry(defer=delay)
 
 
 class SyncRun:
