@@ -13,11 +13,14 @@ Other label changes (read, starred, …) change nothing stored and are ignored.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import google_auth_httplib2
+import httplib2
 from googleapiclient.discovery import Resource
 from googleapiclient.errors import HttpError
 
@@ -38,6 +41,8 @@ MAX_LIST = 500
 GET_METHOD = "gmail.users.messages.get"
 #: Gmail takes 100 calls per batch but advises against more than 50 (guides/batch).
 BATCH_SIZE = 50
+#: Batch POSTs in flight at once for one mailbox (far below Gmail's per-user limit).
+CONCURRENT_BATCHES = 2
 #: A fetched message, or None when Gmail no longer has it (deleted since it was listed).
 FetchedMessages = dict[str, dict[str, Any] | None]
 
@@ -113,6 +118,13 @@ def _get_request(messages: Resource, message_id: str) -> Any:
         userId="me", id=message_id, format="metadata", metadataHeaders=list(HEADERS.values()))
 
 
+def _clone_http(http: Any) -> Any:
+    """Another authorised connection with the same credentials and timeout."""
+    inner = http.http
+    return google_auth_httplib2.AuthorizedHttp(
+        http.credentials, http=httplib2.Http(timeout=inner.timeout))
+
+
 class BatchFetcher:
     """messages.get through Gmail's batch endpoint, BATCH_SIZE calls per POST.
 
@@ -120,14 +132,18 @@ class BatchFetcher:
     messages against the in-process emulator): batch 845–866 msgs/s vs 8 threads with
     their own connections 572–689 msgs/s (4 threads: 397 vs batch 513; 16: 381 vs 718).
     One POST per 50 calls also stays far below Gmail's per-mailbox concurrency limit.
+    Two POSTs in flight (CONCURRENT_BATCHES) overlap our parsing with Google's work:
+    bench ingest on 2 cores, 10,000 messages, PostgreSQL: 2,525 → 3,291 records/s.
     """
 
     def __init__(self, service: Resource, budget: Budget = UNMETERED) -> None:
         self._service = service
         self._messages = service.users().messages()
         self._budget = budget
+        # One connection per batch in flight: httplib2 is not thread-safe.
+        self._https = [_clone_http(service._http) for _ in range(CONCURRENT_BATCHES)]
 
-    def _fetch_sync(self, ids: Sequence[str]) -> FetchedMessages:
+    def _fetch_sync(self, ids: Sequence[str], http: Any) -> FetchedMessages:
         """One batch POST of at most BATCH_SIZE gets."""
         found: FetchedMessages = {}
         failed: list[HttpError] = []
@@ -143,7 +159,7 @@ class BatchFetcher:
         batch = new_batch(self._service, answer)
         for mid in ids:
             batch.add(_get_request(self._messages, mid), request_id=mid)
-        batch.execute()
+        batch.execute(http=http)
         if failed:
             raise failed[0]  # classified by `execute`; the job retries the whole page
         return found
@@ -151,15 +167,21 @@ class BatchFetcher:
     async def fetch(self, ids: Sequence[str]) -> FetchedMessages:
         """Each POST is charged its n gets just before it is sent, not the page at once,
         so the quota window sees the calls when Google does."""
+        chunks = [ids[i:i + BATCH_SIZE] for i in range(0, len(ids), BATCH_SIZE)]
         found: FetchedMessages = {}
-        for start in range(0, len(ids), BATCH_SIZE):
-            chunk = ids[start:start + BATCH_SIZE]
-            found.update(await execute(lambda c=chunk: self._fetch_sync(c), quota=self._budget,
-                                       charge=Charge(GET_METHOD, len(chunk))))
+        for wave in range(0, len(chunks), CONCURRENT_BATCHES):
+            answers = await asyncio.gather(*(
+                execute(lambda c=chunk, h=http: self._fetch_sync(c, h), quota=self._budget,
+                        charge=Charge(GET_METHOD, len(chunk)))
+                for chunk, http in zip(chunks[wave:wave + CONCURRENT_BATCHES], self._https,
+                                       strict=False)))
+            for answer in answers:
+                found.update(answer)
         return found
 
     def close(self) -> None:
-        pass
+        for http in self._https:
+            http.close()
 
 
 class MailActivityConnector:
