@@ -20,6 +20,7 @@ from googleapiclient.discovery import Resource
 from gwsync.connectors.client import execute
 from gwsync.connectors.errors import UnknownGoogleError
 from gwsync.connectors.features import FEATURES
+from gwsync.connectors.quota import UNMETERED, Budget
 
 #: Watched feature → (API, the methods it watches and stops with).
 WATCHED: dict[str, tuple[str, tuple[str, str]]] = {
@@ -85,7 +86,8 @@ def _channel(channel_id: str, address: str, secret: str, ttl_s: int) -> dict[str
 
 
 async def watch_channel(service: Resource, feature: str, channel_id: str, address: str,
-                        secret: str, ttl_s: int, cursor: str | None) -> Watch:
+                        secret: str, ttl_s: int, cursor: str | None,
+                        budget: Budget = UNMETERED) -> Watch:
     """Open a Calendar (events of the primary calendar) or Drive (changes) channel."""
     body = _channel(channel_id, address, secret, ttl_s)
     if feature == "meetings":
@@ -94,32 +96,33 @@ async def watch_channel(service: Resource, feature: str, channel_id: str, addres
         if not cursor:
             raise UnknownGoogleError("changes.watch needs a page token")
         request = service.changes().watch(pageToken=cursor, body=body)
-    answer = await execute(request.execute)
+    answer = await execute(request.execute, quota=budget)
     if answer.get("id") != channel_id or not isinstance(answer.get("resourceId"), str):
         raise UnknownGoogleError("a watch answer for another channel")
     return Watch(answer["resourceId"], _expiry(answer.get("expiration")))
 
 
 async def stop_channel(service: Resource, feature: str, channel_id: str,
-                       resource_id: str | None) -> None:
+                       resource_id: str | None, budget: Budget = UNMETERED) -> None:
     """Stop a channel (only the user and client that opened it can)."""
     body = {"id": channel_id, "resourceId": resource_id}
-    await execute(_NoContent(service.channels().stop(body=body)))
+    await execute(_NoContent(service.channels().stop(body=body)), quota=budget)
 
 
-async def watch_mailbox(service: Resource, topic: str) -> Watch:
+async def watch_mailbox(service: Resource, topic: str, budget: Budget = UNMETERED) -> Watch:
     """(Re)start Gmail's watch of the whole mailbox; calling it again renews it."""
-    answer = await execute(service.users().watch(userId="me", body={"topicName": topic}).execute)
+    answer = await execute(service.users().watch(userId="me", body={"topicName": topic}).execute,
+                           quota=budget)
     return Watch(None, _expiry(answer.get("expiration")))
 
 
-async def stop_mailbox(service: Resource) -> None:
-    await execute(_NoContent(service.users().stop(userId="me")))
+async def stop_mailbox(service: Resource, budget: Budget = UNMETERED) -> None:
+    await execute(_NoContent(service.users().stop(userId="me")), quota=budget)
 
 
-async def mailbox_address(service: Resource) -> str:
+async def mailbox_address(service: Resource, budget: Budget = UNMETERED) -> str:
     """The watched address (``getProfile``), needed only to hash it: Pub/Sub names it."""
-    answer = await execute(service.users().getProfile(userId="me").execute)
+    answer = await execute(service.users().getProfile(userId="me").execute, quota=budget)
     email = answer.get("emailAddress")
     if not isinstance(email, str) or "@" not in email:
         raise UnknownGoogleError("getProfile without emailAddress")

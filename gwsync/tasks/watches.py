@@ -17,7 +17,7 @@ from typing import Any
 from arq import Retry
 from googleapiclient.discovery import Resource
 
-from gwsync.connectors import client, features, oauth, watches
+from gwsync.connectors import client, features, oauth, quota, watches
 from gwsync.connectors.errors import GoogleError, TemporaryError
 from gwsync.storage import accounts, channels, keys, purge
 from gwsync.storage.models import Account, Erasure, SyncState, WatchChannel
@@ -150,11 +150,11 @@ async def _watch(deps: Deps, account_id: str, feature: features.Feature, generat
         try:
             old = await _save(deps, row, generation, replacing)
         except accounts.FencedError:
-            await _stop_quietly(service, row)
+            await _stop_quietly(service, row, quota.Budget(deps.limiter, account_id))
             raise
         if old is not None and feature.name != "mail_activity":
             # Gmail has one watch per mailbox: the renewal above *is* the new watch.
-            await _stop_quietly(service, old)
+            await _stop_quietly(service, old, quota.Budget(deps.limiter, account_id))
     finally:
         service.close()
     log.info("watch_opened", account_id=account_id, feature=feature.name,
@@ -167,8 +167,9 @@ async def _open(deps: Deps, service: Resource, account_id: str, feature: str,
     """Ask Google for the watch; the row to store (not yet stored)."""
     settings, channel_id = deps.settings, str(uuid.uuid4())
     if feature == "mail_activity":
-        watch = await watches.watch_mailbox(service, settings.gmail_push_topic or "")
-        email = await watches.mailbox_address(service)
+        budget = quota.Budget(deps.limiter, account_id)
+        watch = await watches.watch_mailbox(service, settings.gmail_push_topic or "", budget)
+        email = await watches.mailbox_address(service, budget)
         return WatchChannel(channel_id=channel_id, account_id=account_id, feature=feature,
                             address_hash=watches.address_hash(settings.master_key, email),
                             expires_at=watch.expires_at, created_at=utcnow())
@@ -176,7 +177,8 @@ async def _open(deps: Deps, service: Resource, account_id: str, feature: str,
     api = watches.WATCHED[feature][0]
     address = f"{settings.public_url}/webhooks/google/{api}"
     watch = await watches.watch_channel(service, feature, channel_id, address, secret,
-                                        settings.watch_ttl_s, cursor)
+                                        settings.watch_ttl_s, cursor,
+                                        quota.Budget(deps.limiter, account_id))
     return WatchChannel(channel_id=channel_id, account_id=account_id, feature=feature,
                         token_hash=watches.token_hash(secret), resource_id=watch.resource_id,
                         expires_at=watch.expires_at, created_at=utcnow())
@@ -195,13 +197,15 @@ async def _save(deps: Deps, row: WatchChannel, generation: int,
     return old
 
 
-async def _stop_quietly(service: Resource, row: WatchChannel) -> bool:
+async def _stop_quietly(service: Resource, row: WatchChannel,
+                        budget: quota.Budget = quota.UNMETERED) -> bool:
     """Stop at Google, best effort: a channel that outlives us is ignored when it calls."""
     try:
         if row.feature == "mail_activity":
-            await watches.stop_mailbox(service)
+            await watches.stop_mailbox(service, budget)
         else:
-            await watches.stop_channel(service, row.feature, row.channel_id, row.resource_id)
+            await watches.stop_channel(service, row.feature, row.channel_id, row.resource_id,
+                                       budget)
     except GoogleError as exc:
         log.info("watch_stop_failed", feature=row.feature, detail=exc.detail)
         return False
@@ -260,7 +264,7 @@ async def _stop_with(deps: Deps, row: WatchChannel, refresh_token: str) -> bool:
     except GoogleError:
         return False
     try:
-        return await _stop_quietly(service, row)
+        return await _stop_quietly(service, row, quota.Budget(deps.limiter, row.account_id))
     finally:
         service.close()
 

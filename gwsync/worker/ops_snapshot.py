@@ -31,8 +31,8 @@ from gwsync.storage.models import (
 from gwsync.timeutil import as_utc, rfc3339, utcnow
 from gwsync.worker.deps import Deps
 
-#: A feature not synced for this long (or never) is behind schedule.
-BEHIND_AFTER = timedelta(hours=1)
+#: A feature not synced for this many scheduling intervals (or never) is behind schedule.
+BEHIND_INTERVALS = 2
 #: An erasure should be verified within minutes; one older than this is overdue (alerts).
 ERASURE_DEADLINE = timedelta(hours=1)
 #: Refused reads are counted over this window.
@@ -51,10 +51,17 @@ class Sources:
     redis: ArqRedis
     prefix: str
     queue_name: str
+    #: GWSYNC_SYNC_INTERVAL_S: the scheduler refreshes every feature this often.
+    sync_interval_s: float
+
+    @property
+    def behind_after(self) -> timedelta:
+        return timedelta(seconds=BEHIND_INTERVALS * self.sync_interval_s)
 
     @classmethod
     def of(cls, deps: Deps) -> Sources:
-        return cls(deps.sessions, deps.queue.redis, deps.queue.prefix, deps.queue.queue_name)
+        return cls(deps.sessions, deps.queue.redis, deps.queue.prefix, deps.queue.queue_name,
+                   deps.settings.sync_interval_s)
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ class OpsSnapshot:
     erasures_overdue: int
     refused_reads: dict[str, int]
     records_by_feature: dict[str, int]
-    behind_after_s: float = BEHIND_AFTER.total_seconds()
+    behind_after_s: float
     erasure_deadline_s: float = ERASURE_DEADLINE.total_seconds()
     refused_window_s: float = REFUSED_WINDOW.total_seconds()
     notes: list[str] = field(default_factory=list)
@@ -124,7 +131,8 @@ async def take(src: Sources) -> OpsSnapshot:
             accounts_by_status=await _grouped(session, Account.status),
             syncs_by_status=await _grouped(session, SyncState.status),
             failures=await _failures(session),
-            behind_schedule=await _behind(session, now),
+            behind_schedule=await _behind(session, now - src.behind_after),
+            behind_after_s=src.behind_after.total_seconds(),
             erasures_by_state=erasures_by_state, erasures_pending=pending,
             erasures_overdue=overdue, refused_reads=await _refused(session, now),
             records_by_feature=await _grouped(session, Record.feature, is_source_record()),
@@ -172,9 +180,8 @@ async def _failures(session: AsyncSession) -> list[FailureGroup]:
     return sorted(found, key=lambda g: (-g.count, g.category))
 
 
-async def _behind(session: AsyncSession, now: datetime) -> dict[str, int]:
-    """Per feature: active accounts that granted it but have not synced it within the hour."""
-    cutoff = now - BEHIND_AFTER
+async def _behind(session: AsyncSession, cutoff: datetime) -> dict[str, int]:
+    """Per feature: active accounts that granted it but have not synced it since `cutoff`."""
     padded = literal(" ") + Account.granted_scopes + literal(" ")
     found: dict[str, int] = {}
     for name, feature in FEATURES.items():

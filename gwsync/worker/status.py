@@ -37,7 +37,7 @@ async def collect(settings: Settings) -> OpsSnapshot:
         raise StatusUnavailableError(f"Redis does not answer ({type(exc).__name__})") from None
     try:
         return await take(Sources(session_factory(engine), redis, settings.redis_prefix,
-                                  settings.queue_name))
+                                  settings.queue_name, settings.sync_interval_s))
     except (SQLAlchemyError, OSError) as exc:
         raise StatusUnavailableError(
             f"the database does not answer ({type(exc).__name__})") from None
