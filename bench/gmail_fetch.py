@@ -55,7 +55,7 @@ class ThreadedFetcher:
             service.close()
 
 
-def _all_ids(service: Any) -> list[str]:
+def all_message_ids(service: Any) -> list[str]:
     ids, token = [], None
     while True:
         body = service.users().messages().list(userId="me", maxResults=500,
@@ -84,7 +84,7 @@ async def main(n_messages: int, threads: int, page: int) -> None:
     token = state.mint_access_token(grant.refresh_token)
     services = [client.service("gmail", token, endpoints, 30) for _ in range(threads + 1)]
     try:
-        ids = await asyncio.to_thread(_all_ids, services[0])
+        ids = await asyncio.to_thread(all_message_ids, services[0])
         batch = BatchFetcher(services[0])
         pool = ThreadedFetcher(services[1:])
         for _ in range(2):  # twice: the first round warms connections and caches

@@ -16,6 +16,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from bench.gmail_fetch import all_message_ids
 from bench.harness import Deployment, mail_scope, peak_rss_mb
 from bench.report import Row
 from gwsync.connectors import client, features, oauth
@@ -50,7 +51,7 @@ async def baseline(dep: Deployment, n: int) -> float:
     feature = features.FEATURES["mail_activity"]
     started, stored = time.perf_counter(), 0
     try:
-        ids = _list_all(service)
+        ids = all_message_ids(service)
         for mid in ids:
             message = service.users().messages().get(
                 userId="me", id=mid, format="metadata",
@@ -62,18 +63,6 @@ async def baseline(dep: Deployment, n: int) -> float:
     finally:
         service.close()
     return stored / (time.perf_counter() - started)
-
-
-def _list_all(service: Any) -> list[str]:
-    ids: list[str] = []
-    token = None
-    while True:
-        body = service.users().messages().list(userId="me", maxResults=500,
-                                               pageToken=token).execute()
-        ids += [m["id"] for m in body.get("messages", [])]
-        token = body.get("nextPageToken")
-        if not token:
-            return ids
 
 
 def _row(account_id: str, feature: features.Feature, message: dict[str, Any]) -> Record:
