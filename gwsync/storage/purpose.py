@@ -100,3 +100,10 @@ def decide(
     if not (justification and justification.strip()):
         return Decision(use, kind, False, "exception uses need a written justification")
     return Decision(use, kind, True, f"staff access under the {use} exception")
+
+
+def metric_label(use: str) -> str:
+    """The use as a metric label: named uses as they are, anything else `unknown`, so a
+    client cannot grow the label set (or smuggle text into it)."""
+    kind, _ = classify(use)
+    return "unknown" if kind is UseKind.UNKNOWN else use

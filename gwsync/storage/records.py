@@ -8,7 +8,7 @@ Reads must name a use; every decision, allowed or refused, goes to the access lo
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -73,10 +73,15 @@ def _minimise(feature: Feature, item: Upsert) -> bytes:
 
 
 class RecordStore:
-    def __init__(self, sessions: SessionFactory, master: bytes, policy_version: str) -> None:
+    def __init__(
+        self, sessions: SessionFactory, master: bytes, policy_version: str,
+        on_decision: Callable[[purpose.Decision], None] | None = None,
+    ) -> None:
         self._sessions = sessions
         self._master = master
         self._policy_version = policy_version
+        #: Told of every purpose decision (the worker counts them as metrics).
+        self._on_decision = on_decision or (lambda _decision: None)
 
     async def write_page(
         self,
@@ -177,6 +182,7 @@ class RecordStore:
     ) -> ReadResult:
         """The only way to read records. Raises LimitedUseViolation after auditing a refusal."""
         decision = purpose.decide(use, feature=feature, staff=staff, justification=justification)
+        self._on_decision(decision)
         after = _parse_cursor(cursor)
         async with self._sessions.begin() as session:
             await accounts.get(session, account_id)

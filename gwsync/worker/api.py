@@ -22,7 +22,7 @@ from gwsync.storage.purge import receipt
 from gwsync.storage.records import BadCursorError
 from gwsync.tasks import erase
 from gwsync.timeutil import rfc3339
-from gwsync.worker import logging, metrics
+from gwsync.worker import logging
 from gwsync.worker.web import ApiError, deps_of
 
 log = logging.get("gwsync.api")
@@ -183,13 +183,11 @@ async def records(request: web.Request) -> web.Response:
             account.id, use=use, actor="app", feature=feature, kind=query.get("kind") or None,
             cursor=query.get("cursor"), limit=int(limit))
     except purpose.LimitedUseViolation as refused:
-        metrics.PURPOSE_DECISIONS.labels(kind=refused.decision.kind, decision="refused").inc()
         log.warning("read_refused", account_id=account.id, use_kind=refused.decision.kind)
         raise ApiError(403, "limited_use_violation", refused.decision.reason,
                        use=use[:80]) from None
     except BadCursorError:
         raise ApiError(400, "bad_cursor", "cursor must be one this API returned") from None
-    metrics.PURPOSE_DECISIONS.labels(kind=purpose.classify(use)[0], decision="allowed").inc()
     if result.counts is not None:
         return web.json_response({"counts": result.counts})
     return web.json_response({"records": result.items, "next_cursor": result.next_cursor})

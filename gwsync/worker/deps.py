@@ -12,7 +12,7 @@ from gwsync.connectors.oauth import OAuthClient
 from gwsync.connectors.quota import Limiter, limiter_for
 from gwsync.storage.db import SessionFactory, create_engine, session_factory
 from gwsync.storage.records import RecordStore
-from gwsync.worker import queue
+from gwsync.worker import metrics, queue
 from gwsync.worker.settings import Settings
 
 
@@ -38,7 +38,8 @@ class Deps:
         redis = await queue.connect(settings.redis_url, settings.queue_name)
         return cls(
             settings=settings, engine=engine, sessions=sessions,
-            store=RecordStore(sessions, settings.master_key, settings.policy_version),
+            store=RecordStore(sessions, settings.master_key, settings.policy_version,
+                              on_decision=metrics.purpose_decision),
             queue=queue.Queue(redis, settings.redis_prefix, settings.queue_name),
             oauth=OAuthClient(settings.google_client_id or "",
                               secret.get_secret_value() if secret else "", endpoints,

@@ -25,8 +25,17 @@ HTTP_REQUESTS = Counter(
     "gwsync_http_requests_total", "HTTP requests by route template and status",
     ["route", "status"], registry=REGISTRY)
 PURPOSE_DECISIONS = Counter(
-    "gwsync_purpose_decisions_total", "Purpose-checked reads by use kind and decision",
-    ["kind", "decision"], registry=REGISTRY)
+    "gwsync_purpose_decisions_total",
+    "Purpose-checked reads by use kind, use (named uses only) and decision",
+    ["kind", "use", "decision"], registry=REGISTRY)
+
+
+def purpose_decision(decision: Any) -> None:
+    """Count one purpose decision (wired into the record store by `Deps`)."""
+    from gwsync.storage.purpose import metric_label
+
+    PURPOSE_DECISIONS.labels(kind=str(decision.kind), use=metric_label(decision.use),
+                             decision="allowed" if decision.allowed else "refused").inc()
 
 JOBS = Counter(
     "gwsync_jobs_total", "Finished job runs by task and outcome (ok, failed, retry, error, ...)",

@@ -201,7 +201,8 @@ async def test_metrics_carry_no_identifiers(api: TestClient, emulator: Emulator)
     account_id = await connect(api, seed_demo_user(emulator.state, 1).refresh_token)
     await api.get(f"/v1/accounts/{account_id}/records", params={"use": "ai_training"})
     text = await (await api.get("/metrics")).text()
-    assert 'gwsync_purpose_decisions_total{decision="refused",kind="forbidden"}' in text
+    assert ('gwsync_purpose_decisions_total{decision="refused",kind="forbidden",'
+            'use="ai_training"}') in text
     assert "/v1/accounts/{account_id}/records" in text
     assert account_id not in text
 

@@ -18,8 +18,9 @@ from tests.helpers import synced_user
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 #: The only label names a gwsync metric may use: each holds values from a closed set.
+#: `use` holds only named uses (`storage.purpose.metric_label`); anything else is `unknown`.
 ALLOWED_LABELS = {"route", "status", "kind", "decision", "task", "outcome", "reason", "api",
-                  "method", "feature", "category", "state", "queue", "le"}
+                  "method", "feature", "category", "state", "queue", "le", "use"}
 
 
 async def scrape(api: TestClient) -> Samples:
@@ -121,6 +122,8 @@ async def test_no_label_holds_an_identifier(
     await api.delete(f"/v1/accounts/{account_id}")
     await run_worker()
     samples = await scrape(api)
+    assert ("gwsync_purpose_decisions_total", (("decision", "refused"), ("kind", "unknown"),
+                                               ("use", "unknown"))) in samples
     secrets = {account_id, "user-42", grant.refresh_token, API_TOKEN, ADMIN_TOKEN, MASTER_KEY}
     for name, labels in samples:
         for label, label_value in labels:
