@@ -67,6 +67,10 @@ class QuotaPolicy:
     #: Units admitted and calls refused so far, per API (for tests and benchmarks).
     charged: dict[str, int] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)
+    #: Every admitted call as (emulator time, API, user, units): lets a test check how
+    #: much all users together were charged in any window (a project's share), which the
+    #: per-user windows below do not enforce.
+    admitted: list[tuple[float, str, str, int]] = field(default_factory=list)
     _log: dict[tuple[str, str], deque[tuple[float, int]]] = field(
         default_factory=dict, repr=False)
     _used: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
@@ -88,6 +92,7 @@ class QuotaPolicy:
         log.append((now, units))
         self._used[key] = used + units
         self.charged[api] = self.charged.get(api, 0) + units
+        self.admitted.append((now, api, user, units))
 
     def _wait(self, log: deque[tuple[float, int]], need: int, now: float) -> float:
         """Seconds until enough of the oldest charges leave the window."""

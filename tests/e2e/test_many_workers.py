@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
+from gwsync.connectors.quota import limits_from
+from gwsync.emulator.mailbox import add_gmail_user
+from gwsync.emulator.quota import QuotaPolicy
 from gwsync.emulator.seed import CONTACTS_READONLY, seed_demo_user
 from gwsync.storage import accounts
 from gwsync.storage.models import Record, SyncState
@@ -66,27 +69,28 @@ async def _stop(*workers: Worker) -> None:
         await worker.reader
 
 
-async def _state(deps: Deps, account_id: str) -> SyncState:
+async def _state(deps: Deps, account_id: str, feature: str = FEATURE) -> SyncState:
     async with deps.sessions() as session:
-        state = await session.get(SyncState, (account_id, FEATURE))
+        state = await session.get(SyncState, (account_id, feature))
         assert state is not None
         return state
 
 
-async def _records(deps: Deps, account_id: str) -> int:
+async def _records(deps: Deps, account_id: str, kind: str = "contact") -> int:
     async with deps.sessions() as session:
         return int(await session.scalar(select(func.count()).select_from(Record).where(
-            Record.account_id == account_id, Record.kind == "contact")) or 0)
+            Record.account_id == account_id, Record.kind == kind)) or 0)
 
 
-def _synced(deps: Deps, *account_ids: str) -> Callable[[], Awaitable[bool]]:
-    """True once every account's contacts are synced and nothing of theirs is queued."""
+def _synced(deps: Deps, *account_ids: str,
+            feature: str = FEATURE) -> Callable[[], Awaitable[bool]]:
+    """True once every account's `feature` is synced and nothing of theirs is queued."""
     async def check() -> bool:
         for account_id in account_ids:
-            if (await _state(deps, account_id)).status != "ok":
+            if (await _state(deps, account_id, feature)).status != "ok":
                 return False
             if await deps.queue.queued_jobs(account_id) or await deps.queue.locked(
-                    account_id, FEATURE):
+                    account_id, feature):
                 return False
         return True
     return check
@@ -200,3 +204,75 @@ async def test_a_sync_killed_with_kill_9_is_recovered_by_the_next_worker(
         await _stop(second)
     assert second.count('"stuck_syncs_recovered"', '"count": 1')
     assert await _records(deps, account_id) == 30
+
+
+MAIL, MAILBOXES, MESSAGES = "mail_activity", 4, 250
+QUOTA_WINDOW_S, PROJECT_UNITS = 2.0, 1_000
+
+
+def _peak_units(charges: list[tuple[float, str, str, int]], window_s: float) -> int:
+    """The most units charged, over all users, in any window (t - window_s, t]."""
+    times = sorted((at, units) for at, _, _, units in charges)
+    peak = inside = first = 0
+    for at, units in times:
+        inside += units
+        while times[first][0] <= at - window_s:
+            inside -= times[first][1]
+            first += 1
+        peak = max(peak, inside)
+    return peak
+
+
+async def _mailboxes(deps: Deps, emulator: Emulator) -> list[str]:
+    """MAILBOXES Gmail users of MESSAGES messages each, stored as accounts, nothing queued."""
+    ids = []
+    for n in range(MAILBOXES):
+        grant = add_gmail_user(emulator.state, f"mail{n}@example.com", MESSAGES)
+        async with deps.sessions.begin() as session:
+            account = await accounts.create(
+                session, deps.settings.master_key, user_id=f"mail-{n}",
+                refresh_token=grant.refresh_token, granted_scopes=frozenset(grant.scopes))
+        ids.append(account.id)
+    return ids
+
+
+async def test_two_workers_share_one_project_quota(
+    deps: Deps, emulator: Emulator, settings: Settings
+) -> None:
+    """Two worker processes syncing several mailboxes at once charge Google, over all users,
+    no more than the project's budget in any quota window, and every sync ends ok."""
+    per_min = int(PROJECT_UNITS * 60 / QUOTA_WINDOW_S)
+    budget = limits_from(settings.model_copy(update={
+        "quota_window_s": QUOTA_WINDOW_S, "quota_gmail_project_per_min": per_min}))["gmail"]
+    assert budget.project == PROJECT_UNITS
+    # Google's per-user window as strict as the project's: one user over it would be refused.
+    emulator.state.quota = policy = QuotaPolicy({"gmail": PROJECT_UNITS}, QUOTA_WINDOW_S)
+    ids = await _mailboxes(deps, emulator)
+    workers = await _workers(
+        settings, 2, GWSYNC_WORKER_MAX_JOBS="2", GWSYNC_SYNC_PAGE_SIZE="100",
+        GWSYNC_QUOTA_ENABLED="true", GWSYNC_QUOTA_WINDOW_S=str(QUOTA_WINDOW_S),
+        GWSYNC_QUOTA_GMAIL_PROJECT_PER_MIN=str(per_min),
+        GWSYNC_QUOTA_GMAIL_USER_PER_MIN=str(100 * per_min))  # only the project's binds
+    try:
+        for account_id in ids:  # four jobs, two per process at most: both must take some
+            await deps.queue.enqueue_sync(account_id, MAIL, 1)
+        await eventually(_synced(deps, *ids, feature=MAIL), within_s=40)
+    finally:
+        await _stop(*workers)
+    starts = [w.count(":sync_feature(") for w in workers]
+    charged = sum(units for _, _, _, units in policy.admitted)
+    # Exact, with no tolerance: the limiter stamps a charge before the request is sent and
+    # re-stamps it once answered, while the emulator charges in between, so a charge stays
+    # in the limiter's window at least as long as in Google's — unless a request is still
+    # unanswered a whole window after it was sent (here each takes milliseconds).
+    peak = _peak_units(policy.admitted, QUOTA_WINDOW_S)
+    span = policy.admitted[-1][0] - policy.admitted[0][0]
+    print(f"\n{MAILBOXES} mailboxes x {MESSAGES} messages, 2 workers (job starts {starts}): "
+          f"{charged} Gmail units over {span:.1f} s; peak units in any {QUOTA_WINDOW_S} s "
+          f"window {peak} of a project budget of {PROJECT_UNITS}")
+    assert all(starts), "both processes must have synced some of the mailboxes"
+    assert charged > 3 * PROJECT_UNITS, "the fleet must need several windows"
+    assert peak <= PROJECT_UNITS
+    assert policy.refused == {}
+    assert {c["status"] for c in emulator.state.calls()} == {200}
+    assert [await _records(deps, a, "message") for a in ids] == [MESSAGES] * MAILBOXES
