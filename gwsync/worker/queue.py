@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -90,7 +91,14 @@ class Queue:
             if job is not None:
                 return True
             if not await self.redis.exists(in_progress_key_prefix + job_id):
-                return False
+                return await self._bring_forward(job_id, defer_s)
+        return False
+
+    async def _bring_forward(self, job_id: str, defer_s: float | None) -> bool:
+        """A request for a sync already queued for later (the scheduler's jitter, a
+        backoff) moves that job's start up to when this request wants it, never later."""
+        due_ms = int((time.time() + (defer_s or 0.0)) * 1000)
+        await self.redis.zadd(self.queue_name, {job_id: due_ms}, xx=True, lt=True)
         return False
 
     async def enqueue_erasure(self, erasure_id: str) -> bool:

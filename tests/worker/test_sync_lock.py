@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gwsync.worker import queue
+from gwsync.worker.deps import Deps
 from tests.conftest import REDIS_URL
 
 ACCOUNT = "00000000-0000-0000-0000-000000000001"
@@ -53,3 +54,16 @@ async def test_releasing_never_deletes_a_lock_another_holder_took(jobs: queue.Qu
         assert held
         await jobs.redis.set(key, b"another-run", px=30_000)
     assert await jobs.redis.get(key) == b"another-run"
+
+
+async def test_a_request_brings_a_scheduled_sync_forward(deps: Deps) -> None:
+    """A sync queued for later (jitter, backoff) starts now when one is requested now."""
+    account_id = "0" * 36
+    assert await deps.queue.enqueue_sync(account_id, "contacts", 1, defer_s=300)
+    job_id = deps.queue.sync_job_id(account_id, "contacts")
+    later = await deps.queue.redis.zscore(deps.queue.queue_name, job_id)
+    assert await deps.queue.enqueue_sync(account_id, "contacts", 1) is False  # coalesced
+    now = await deps.queue.redis.zscore(deps.queue.queue_name, job_id)
+    assert now < later - 250_000
+    assert await deps.queue.enqueue_sync(account_id, "contacts", 1, defer_s=600) is False
+    assert await deps.queue.redis.zscore(deps.queue.queue_name, job_id) == now  # never later
