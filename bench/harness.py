@@ -31,6 +31,7 @@ from gwsync.connectors import features
 from gwsync.storage import accounts
 from gwsync.storage.db import upgrade_async
 from gwsync.storage.models import SyncState
+from gwsync.worker import processes
 from gwsync.worker.deps import Deps
 from gwsync.worker.settings import Settings
 
@@ -133,7 +134,7 @@ class Emulator:
 
     async def stop(self) -> None:
         await self.http.close()
-        await stop_process(self.proc)
+        await processes.stop(self.proc, grace_s=15)
 
 
 async def _wait_for_line(path: Path, marker: str, proc: asyncio.subprocess.Process,
@@ -147,16 +148,6 @@ async def _wait_for_line(path: Path, marker: str, proc: asyncio.subprocess.Proce
             raise BenchError(f"process exited early; see {path}")
         await asyncio.sleep(0.05)
     raise BenchError(f"no {marker!r} line within {within_s} s; see {path}")
-
-
-async def stop_process(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -200,7 +191,7 @@ class Deployment:
 
     async def stop_workers(self) -> None:
         for proc in self.workers:
-            await stop_process(proc)
+            await processes.stop(proc, grace_s=15)
         self.workers.clear()
 
     async def connect(self, refresh_token: str, *scopes: str) -> str:

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from gwsync.emulator.seed import seed_demo_user
 from gwsync.emulator.state import EmulatorState, IssuedGrant
+from gwsync.storage.models import Account, SyncState
 from gwsync.worker.deps import Deps
 from gwsync.worker.settings import Settings
 
@@ -61,21 +62,11 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 async def start_worker(settings: Settings, **extra: str) -> asyncio.subprocess.Process:
-    """A real `gwsync worker` process; stop it with `stop_process`."""
+    """A real `gwsync worker` process; stop it with `gwsync.worker.processes.stop`."""
     gwsync = str(Path(sys.executable).with_name("gwsync"))
     return await asyncio.create_subprocess_exec(
         gwsync, "worker", env=settings_env(settings, **extra),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-
-
-async def stop_process(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 async def eventually(check: Any, within_s: float = 30.0, every_s: float = 0.1) -> Any:
@@ -88,3 +79,20 @@ async def eventually(check: Any, within_s: float = 30.0, every_s: float = 0.1) -
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {within_s} s")
         await asyncio.sleep(every_s)
+
+
+async def sync_state(deps: Deps, account_id: str, feature: str = "contacts") -> SyncState:
+    """The feature's sync state as the database holds it now."""
+    async with deps.sessions() as session:
+        state = await session.get(SyncState, (account_id, feature))
+        assert state is not None
+        return state
+
+
+async def sync_again(deps: Deps, account_id: str, feature: str, run_worker: Any) -> None:
+    """Queue one more sync of the feature under the account's current generation, run it."""
+    async with deps.sessions() as session:
+        account = await session.get(Account, account_id)
+        assert account is not None
+    assert await deps.queue.enqueue_sync(account_id, feature, account.generation)
+    await run_worker()

@@ -29,7 +29,14 @@ CACHE_S = 3600.0
 
 
 class InvalidSecurityEvent(ValueError):
-    """The token is malformed, unsigned by a known key, or not addressed to us."""
+    """The token is malformed, unsigned by a known key, or not addressed to us.
+
+    `err` is the RFC 8935 error code Google expects back with the 400.
+    """
+
+    def __init__(self, description: str, err: str = "invalid_request") -> None:
+        super().__init__(description)
+        self.err = err
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ class RiscVerifier:
                     return key.key
             if attempt == 0:
                 await self._refresh()  # Google may have rotated its keys
-        raise InvalidSecurityEvent("unknown key id")
+        raise InvalidSecurityEvent("unknown key id", err="invalid_key")
 
     async def verify(self, token: str) -> SecurityEvent:
         try:
@@ -84,7 +91,7 @@ class RiscVerifier:
         except jwt.PyJWTError as exc:
             raise InvalidSecurityEvent("not a JWT") from exc
         if not isinstance(kid, str):
-            raise InvalidSecurityEvent("no key id")
+            raise InvalidSecurityEvent("no key id", err="invalid_key")
         key = await self._key(kid)
         assert self._config is not None
         try:

@@ -39,6 +39,7 @@ from gwsync.emulator import EmulatorState, base_url, serve
 from gwsync.emulator.consent_client import ConsentPageError
 from gwsync.emulator.seed import DEMO_EMAIL
 from gwsync.storage.db import upgrade_async
+from gwsync.worker import processes
 from gwsync.worker.demo_features import (
     ConsentIncompleteError,
     FeatureFailedError,
@@ -256,25 +257,13 @@ async def _spawn(stack: AsyncExitStack, tmp: Path, name: str,
     proc = await asyncio.create_subprocess_exec(
         *args, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
         env=env)
-    stack.push_async_callback(_stop, proc)
+    stack.push_async_callback(processes.stop, proc)
     return proc
 
 
 def _open_log(path: Path) -> BinaryIO:
     """A log file for a child process (sync on purpose: it is opened once, before it runs)."""
     return path.open("ab")
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM, then SIGKILL if it does not go within 10 s."""
-    if proc.returncode is not None:
-        return
-    proc.terminate()
-    try:
-        await asyncio.wait_for(proc.wait(), 10)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
 
 
 async def _wait_for(check: Callable[[], Awaitable[T]], what: str, limit_s: float,

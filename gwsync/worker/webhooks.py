@@ -36,10 +36,11 @@ async def risc_event(request: web.Request) -> web.Response:
         return _set_error("invalid_request", "empty or oversized body")
     try:
         event = await request.app[VERIFIER].verify(raw.decode("ascii", "strict").strip())
-    except (risc.InvalidSecurityEvent, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        return _set_error("invalid_request", "the body is not a JWT")
+    except risc.InvalidSecurityEvent as exc:
         log.warning("risc_rejected", reason=str(exc)[:80])
-        return _set_error("invalid_key" if "key" in str(exc) else "invalid_request",
-                          "the security event token did not validate")
+        return _set_error(exc.err, "the security event token did not validate")
     deps = deps_of(request)
     matched = await _matching_accounts(deps, event)
     if not await _first_delivery(deps, event, len(matched)):

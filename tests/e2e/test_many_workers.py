@@ -17,12 +17,12 @@ from gwsync.emulator.mailbox import add_gmail_user
 from gwsync.emulator.quota import QuotaPolicy
 from gwsync.emulator.seed import CONTACTS_READONLY, seed_demo_user
 from gwsync.storage import accounts
-from gwsync.storage.models import Record, SyncState
-from gwsync.worker import queue
+from gwsync.storage.models import Record
+from gwsync.worker import processes, queue
 from gwsync.worker.deps import Deps
 from gwsync.worker.settings import Settings
 from tests.conftest import Emulator
-from tests.helpers import connect, eventually, start_worker, stop_process
+from tests.helpers import connect, eventually, start_worker, sync_state
 
 FEATURE = "contacts"
 
@@ -65,15 +65,10 @@ async def _workers(settings: Settings, n: int, **env: str) -> list[Worker]:
 
 async def _stop(*workers: Worker) -> None:
     for worker in workers:
-        await stop_process(worker.proc)
+        await processes.stop(worker.proc)
         await worker.reader
 
 
-async def _state(deps: Deps, account_id: str, feature: str = FEATURE) -> SyncState:
-    async with deps.sessions() as session:
-        state = await session.get(SyncState, (account_id, feature))
-        assert state is not None
-        return state
 
 
 async def _records(deps: Deps, account_id: str, kind: str = "contact") -> int:
@@ -87,7 +82,7 @@ def _synced(deps: Deps, *account_ids: str,
     """True once every account's `feature` is synced and nothing of theirs is queued."""
     async def check() -> bool:
         for account_id in account_ids:
-            if (await _state(deps, account_id, feature)).status != "ok":
+            if (await sync_state(deps, account_id, feature)).status != "ok":
                 return False
             if await deps.queue.queued_jobs(account_id) or await deps.queue.locked(
                     account_id, feature):
@@ -191,7 +186,7 @@ async def test_a_sync_killed_with_kill_9_is_recovered_by_the_next_worker(
     finally:
         first.proc.send_signal(signal.SIGKILL)
         await _stop(first)
-    killed = await _state(deps, account_id)
+    killed = await sync_state(deps, account_id)
     assert killed.status == "running" and await _records(deps, account_id) < 30
 
     async def lock_lapsed() -> bool:

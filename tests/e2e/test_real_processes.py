@@ -10,10 +10,11 @@ from sqlalchemy import func, select
 
 from gwsync.emulator.seed import seed_demo_user
 from gwsync.storage.models import Erasure, Record
+from gwsync.worker import processes
 from gwsync.worker.deps import Deps
 from gwsync.worker.settings import Settings
 from tests.conftest import Emulator, RunWorker
-from tests.helpers import connect, eventually, start_worker, stop_process, synced_user
+from tests.helpers import connect, eventually, start_worker, synced_user
 
 LEASE = {"GWSYNC_ERASURE_LEASE_S": "1"}
 
@@ -57,7 +58,7 @@ async def test_a_worker_killed_mid_erasure_is_finished_by_the_next(
             return (await _erasure(deps, erasure_id)).state == "verified"
         await eventually(verified, within_s=40)
     finally:
-        await stop_process(second)
+        await processes.stop(second)
     done = await _erasure(deps, erasure_id)
     assert done.verification["ok"]
     assert done.revocation == "revoked", done.last_error
@@ -83,7 +84,7 @@ async def test_a_sync_in_flight_in_a_real_worker_never_writes_after_erasure(
         await eventually(verified, within_s=40)
         await eventually(_sync_finished(deps, account_id), within_s=30)
     finally:
-        await stop_process(worker)
+        await processes.stop(worker)
     assert await _records(deps) == 0
 
 

@@ -15,12 +15,12 @@ import pytest
 from gwsync.emulator.mailbox import add_gmail_user
 from gwsync.emulator.quota import QuotaPolicy
 from gwsync.emulator.seed import seed_demo_user
-from gwsync.storage.models import Account, SyncState
+from gwsync.storage.models import Account
 from gwsync.tasks.sync import MAX_TRIES
 from gwsync.worker.deps import Deps
 from gwsync.worker.settings import Settings
 from tests.conftest import Emulator, RunWorker
-from tests.helpers import connect, eventually, stored_contacts
+from tests.helpers import connect, eventually, stored_contacts, sync_state
 
 LIST = "people.people.connections.list"
 
@@ -31,11 +31,6 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"http_timeout_s": 0.5})
 
 
-async def _state(deps: Deps, account_id: str, feature: str = "contacts") -> SyncState:
-    async with deps.sessions() as session:
-        state = await session.get(SyncState, (account_id, feature))
-        assert state is not None
-        return state
 
 
 async def _feature_status(api: Any, account_id: str, feature: str) -> dict[str, Any]:
@@ -61,7 +56,7 @@ async def test_a_429_with_retry_after_resumes_from_the_page_it_stopped_at(
     # One refusal only: a retry sooner than Retry-After would have met the full window again.
     assert _statuses(emulator, LIST) == [200, 200, 429, 200, 200]
     assert len(await stored_contacts(deps, account_id)) == 12
-    state = await _state(deps, account_id)
+    state = await sync_state(deps, account_id)
     assert state.status == "ok" and state.stage == "incremental"
 
 
@@ -80,7 +75,7 @@ async def test_gmail_user_rate_limit_403_is_retried_and_never_reported_ok_meanwh
     assert "userRateLimitExceeded" in seen["last_error"]["detail"]
     assert (await worker).jobs_failed == 0
     assert 403 in _statuses(emulator, "gmail.users.messages.get")  # refused inside a batch
-    state = await _state(deps, account_id, "mail_activity")
+    state = await sync_state(deps, account_id, "mail_activity")
     assert state.status == "ok"
     page = await deps.store.read(account_id, use="feature:mail_activity", actor="test")
     assert len(page.items) == 9
@@ -103,7 +98,7 @@ async def test_5xx_and_timeouts_are_retried(
     assert (await run_worker()).jobs_failed == 0
     assert emulator.state.faults == []
     assert len(await stored_contacts(deps, account_id)) == 6
-    assert (await _state(deps, account_id)).status == "ok"
+    assert (await sync_state(deps, account_id)).status == "ok"
 
 
 async def test_after_max_tries_the_sync_is_deferred_not_failed(
@@ -125,7 +120,7 @@ async def test_after_max_tries_the_sync_is_deferred_not_failed(
     assert await deps.queue.queued_jobs(account_id)  # a job is waiting to run again
     emulator.state.clear_faults()
     assert (await worker).jobs_failed == 0
-    assert (await _state(deps, account_id)).status == "ok"
+    assert (await sync_state(deps, account_id)).status == "ok"
     assert len(await stored_contacts(deps, account_id)) == 4
     async with deps.sessions() as session:
         assert (await session.get(Account, account_id)).status == "active"

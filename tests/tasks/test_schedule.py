@@ -17,7 +17,7 @@ from gwsync.tasks.schedule import enqueue_due_syncs, recover_stuck_syncs
 from gwsync.timeutil import utcnow
 from gwsync.worker.deps import Deps
 from tests.conftest import Emulator, RunWorker
-from tests.helpers import connect, stored_contacts
+from tests.helpers import connect, stored_contacts, sync_state
 
 ALL_FEATURES = ("availability", "contacts", "mail_activity", "meetings", "shared_files")
 CONTACTS = ("contacts",)
@@ -52,11 +52,6 @@ async def _queued(deps: Deps, account_id: str) -> set[str]:
     return {job.rsplit(":", 1)[-1] for job in await deps.queue.queued_jobs(account_id)}
 
 
-async def _state(deps: Deps, account_id: str, feature: str = "contacts") -> SyncState:
-    async with deps.sessions() as session:
-        state = await session.get(SyncState, (account_id, feature))
-        assert state is not None
-        return state
 
 
 async def test_due_enabled_features_of_active_accounts_are_enqueued_and_no_others(
@@ -88,9 +83,9 @@ async def test_due_enabled_features_of_active_accounts_are_enqueued_and_no_other
     assert await _queued(deps, erased) == set()
     assert await _queued(deps, erasing) == set()
     assert await enqueue_due_syncs(_ctx(deps, sync_jitter_s=0)) == 0  # already queued
-    before = (await _state(deps, everything)).last_synced_at
+    before = (await sync_state(deps, everything)).last_synced_at
     await run_worker()
-    after = await _state(deps, everything)
+    after = await sync_state(deps, everything)
     assert after.status == "ok" and before is not None and after.last_synced_at > before
 
 
@@ -142,16 +137,16 @@ async def test_a_stuck_sync_is_marked_and_run_again_to_ok(
     async with deps.queue.lock(locked, "contacts", ttl_s=5) as held:
         assert held
         assert await recover_stuck_syncs({"deps": deps}) == 1
-        marked = await _state(deps, stuck)
+        marked = await sync_state(deps, stuck)
         assert (marked.status, marked.error_category) == ("error", "stuck")
         assert await _queued(deps, stuck) == {"contacts"}
-        assert (await _state(deps, recent)).status == "running"
-        assert (await _state(deps, locked)).status == "running"
+        assert (await sync_state(deps, recent)).status == "running"
+        assert (await sync_state(deps, locked)).status == "running"
         assert await recover_stuck_syncs({"deps": deps}) == 0  # once, not every tick
     await _set_state(deps, recent, CONTACTS, status="ok")
     await run_worker()  # its startup cron now also recovers `locked`, whose lock is gone
-    assert (await _state(deps, locked)).status == "ok"
-    done = await _state(deps, stuck)
+    assert (await sync_state(deps, locked)).status == "ok"
+    done = await sync_state(deps, stuck)
     assert (done.status, done.error_category) == ("ok", None)
     assert len(await stored_contacts(deps, stuck)) == 3
 
@@ -166,6 +161,6 @@ async def test_a_starting_worker_recovers_a_stuck_sync(
     await _set_state(deps, account_id, CONTACTS, status="running",
                      started_at=utcnow() - timedelta(seconds=deps.settings.stuck_after_s + 5))
     await run_worker()
-    done = await _state(deps, account_id)
+    done = await sync_state(deps, account_id)
     assert (done.status, done.error_category) == ("ok", None)
     assert len(await stored_contacts(deps, account_id)) == 4

@@ -9,24 +9,13 @@ from gwsync.storage.models import Account, Erasure, Record, SyncState
 from gwsync.tasks.sync import MAX_TRIES
 from gwsync.worker.deps import Deps
 from tests.conftest import Emulator, RunWorker
-from tests.helpers import connect, stored_contacts, synced_user
+from tests.helpers import connect, stored_contacts, sync_again, sync_state, synced_user
 
 LIST = "people.people.connections.list"
 
 
-async def _state(deps: Deps, account_id: str) -> SyncState:
-    async with deps.sessions() as session:
-        state = await session.get(SyncState, (account_id, "contacts"))
-        assert state is not None
-        return state
 
 
-async def _sync_again(deps: Deps, account_id: str, run_worker: RunWorker) -> None:
-    async with deps.sessions() as session:
-        account = await session.get(Account, account_id)
-        assert account is not None
-    assert await deps.queue.enqueue_sync(account_id, "contacts", account.generation)
-    await run_worker()
 
 
 async def test_full_then_incremental_applies_adds_changes_and_deletes(
@@ -36,7 +25,7 @@ async def test_full_then_incremental_applies_adds_changes_and_deletes(
     grant, account_id = await synced_user(api, emulator.state, run_worker, 7)
     before = await stored_contacts(deps, account_id)
     assert len(before) == 7
-    assert (await _state(deps, account_id)).stage == "incremental"
+    assert (await sync_state(deps, account_id, "contacts")).stage == "incremental"
 
     user = grant.user
     ids = sorted(before)
@@ -45,7 +34,7 @@ async def test_full_then_incremental_applies_adds_changes_and_deletes(
                                   {"names": [{"displayName": "Renamed Person"}]})
     emulator.state.delete_contact(user, ids[1].split("/")[-1])
     emulator.state.calls(clear=True)
-    await _sync_again(deps, account_id, run_worker)
+    await sync_again(deps, account_id, "contacts", run_worker)
 
     after = await stored_contacts(deps, account_id)
     assert added in after
@@ -65,12 +54,12 @@ async def test_expired_sync_token_falls_back_to_full_sync_that_deletes_missing(
     ids = sorted(await stored_contacts(deps, account_id))
     emulator.state.delete_contact(grant.user, ids[2].split("/")[-1])
     emulator.state.expire_sync_tokens(grant.user)
-    epoch_before = (await _state(deps, account_id)).epoch
-    await _sync_again(deps, account_id, run_worker)
+    epoch_before = (await sync_state(deps, account_id, "contacts")).epoch
+    await sync_again(deps, account_id, "contacts", run_worker)
 
     after = await stored_contacts(deps, account_id)
     assert sorted(after) == [i for i in ids if i != ids[2]]
-    state = await _state(deps, account_id)
+    state = await sync_state(deps, account_id, "contacts")
     assert state.epoch == epoch_before + 1 and state.stage == "incremental"
     assert state.status == "ok"
     assert 400 in [c["status"] for c in emulator.state.calls()]
@@ -85,7 +74,7 @@ async def test_rerunning_a_page_changes_nothing(
     async with deps.sessions.begin() as session:
         state = await session.get(SyncState, (account_id, "contacts"))
         state.stage, state.cursor = "full", None
-    await _sync_again(deps, account_id, run_worker)
+    await sync_again(deps, account_id, "contacts", run_worker)
     assert await stored_contacts(deps, account_id) == first
     async with deps.sessions() as session:
         count = await session.scalar(select(func.count()).select_from(Record)
@@ -99,7 +88,7 @@ async def test_revoked_grant_purges_the_account(
     """invalid_grant on refresh marks the account erased through a verified erasure."""
     grant, account_id = await synced_user(api, emulator.state, run_worker, 4)
     emulator.state.revoke_user(grant.user)
-    await _sync_again(deps, account_id, run_worker)
+    await sync_again(deps, account_id, "contacts", run_worker)
     async with deps.sessions() as session:
         account = await session.get(Account, account_id)
         erasure = await session.scalar(select(Erasure))
@@ -115,9 +104,9 @@ async def test_transient_api_errors_never_purge(
     """503s from the People API are retried, then deferred, never failed; nothing is deleted."""
     grant, account_id = await synced_user(api, emulator.state, run_worker, 4)
     fault = emulator.state.add_fault("/v1/people", 503, count=MAX_TRIES + 1)
-    await _sync_again(deps, account_id, run_worker)
+    await sync_again(deps, account_id, "contacts", run_worker)
     assert fault.remaining == 0  # tried MAX_TRIES times, then once more by the deferred job
-    assert (await _state(deps, account_id)).status == "ok"
+    assert (await sync_state(deps, account_id, "contacts")).status == "ok"
     assert len(await stored_contacts(deps, account_id)) == 4
     async with deps.sessions() as session:
         assert (await session.get(Account, account_id)).status == "active"
@@ -130,7 +119,7 @@ async def test_token_endpoint_outage_never_purges(
     """A 5xx from the token endpoint is temporary: the account stays active and its data stays."""
     grant, account_id = await synced_user(api, emulator.state, run_worker, 3)
     emulator.state.add_fault("/token", 503, count=3)
-    await _sync_again(deps, account_id, run_worker)
+    await sync_again(deps, account_id, "contacts", run_worker)
     async with deps.sessions() as session:
         assert (await session.get(Account, account_id)).status == "active"
         assert await session.scalar(select(func.count()).select_from(Erasure)) == 0

@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from gwsync.connectors.features import FEATURES
 from gwsync.emulator import calendar as cal
-from gwsync.storage.models import Account, Record, SyncState
+from gwsync.storage.models import Record, SyncState
 from gwsync.worker.deps import Deps
 from tests.conftest import Emulator, RunWorker
-from tests.helpers import connect
+from tests.helpers import connect, sync_again, sync_state
 
 FREEBUSY = FEATURES["availability"].scope
 EVENTS_RO = FEATURES["meetings"].scope
@@ -58,19 +58,8 @@ async def _stored(deps: Deps, account_id: str, feature: str) -> dict[str, dict[s
     return {item["id"]: item["content"] for item in page.items}
 
 
-async def _state(deps: Deps, account_id: str, feature: str) -> SyncState:
-    async with deps.sessions() as session:
-        state = await session.get(SyncState, (account_id, feature))
-        assert state is not None
-        return state
 
 
-async def _sync_again(deps: Deps, account_id: str, feature: str, run_worker: RunWorker) -> None:
-    async with deps.sessions() as session:
-        account = await session.get(Account, account_id)
-        assert account is not None
-    assert await deps.queue.enqueue_sync(account_id, feature, account.generation)
-    await run_worker()
 
 
 def _span(start_h: float, end_h: float) -> str:
@@ -94,7 +83,7 @@ async def test_availability_full_sync_stores_busy_intervals_only(
         _span(2, 4): {"start": _t(2), "end": _t(4)},
         _span(30, 31): {"start": _t(30), "end": _t(31)},
     }
-    state = await _state(deps, account_id, "availability")
+    state = await sync_state(deps, account_id, "availability")
     assert (state.stage, state.cursor, state.status) == ("full", None, "ok")
     _assert_calls_used_only(emulator, "calendar.freebusy.query", FREEBUSY)
 
@@ -105,17 +94,17 @@ async def test_availability_next_run_adds_new_busy_time_and_drops_what_is_gone(
     """A later run stores a new busy event, moves a changed one and forgets a cancelled one."""
     user, account_id, ids = await _connected(api, emulator, run_worker, [
         _event("keep", 2, 3), _event("move", 5, 6), _event("cancel", 8, 9)])
-    epoch = (await _state(deps, account_id, "availability")).epoch
+    epoch = (await sync_state(deps, account_id, "availability")).epoch
     cal.add_events(emulator.state, user, [_event("new", 11, 12)])
     cal.update_event(emulator.state, user, ids[1], {"start": {"dateTime": _t(6)},
                                                     "end": {"dateTime": _t(7)}})
     cal.cancel_event(emulator.state, user, ids[2])
     emulator.state.calls(clear=True)
-    await _sync_again(deps, account_id, "availability", run_worker)
+    await sync_again(deps, account_id, "availability", run_worker)
 
     assert set(await _stored(deps, account_id, "availability")) == {
         _span(2, 3), _span(6, 7), _span(11, 12)}
-    state = await _state(deps, account_id, "availability")
+    state = await sync_state(deps, account_id, "availability")
     assert (state.stage, state.cursor, state.status) == ("full", None, "ok")
     assert state.epoch == epoch + 1
     assert [c["method"] for c in emulator.state.calls()] == ["calendar.freebusy.query"]
@@ -131,9 +120,9 @@ async def test_availability_with_a_stray_cursor_recovers_by_full_sync(
         state = await session.get(SyncState, (account_id, "availability"))
         state.stage, state.cursor = "incremental", "stray"
     cal.add_events(emulator.state, user, [_event("b", 4, 5)])
-    await _sync_again(deps, account_id, "availability", run_worker)
+    await sync_again(deps, account_id, "availability", run_worker)
     assert set(await _stored(deps, account_id, "availability")) == {_span(2, 3), _span(4, 5)}
-    state = await _state(deps, account_id, "availability")
+    state = await sync_state(deps, account_id, "availability")
     assert (state.stage, state.cursor, state.status) == ("full", None, "ok")
 
 
@@ -148,7 +137,7 @@ async def test_meetings_full_sync_pages_and_stores_declared_fields_only(
     assert stored[ids[0]] == {"summary": "m0", "start": _t(0), "end": _t(1),
                               "status": "confirmed"}
     assert all(set(c) == set(FEATURES["meetings"].fields["event"]) for c in stored.values())
-    state = await _state(deps, account_id, "meetings")
+    state = await sync_state(deps, account_id, "meetings")
     assert state.stage == "incremental" and state.cursor and state.status == "ok"
     lists = [c for c in emulator.state.calls() if c["method"] == "calendar.events.list"]
     assert len(lists) == 3  # seven events at the test page size of three
@@ -164,18 +153,18 @@ async def test_meetings_incremental_applies_adds_changes_and_cancellations(
     """After a full sync, one incremental call stores an add and a change and drops a deletion."""
     user, account_id, ids = await _connected(
         api, emulator, run_worker, [_event(f"m{i}", i, i + 1) for i in range(4)])
-    cursor = (await _state(deps, account_id, "meetings")).cursor
+    cursor = (await sync_state(deps, account_id, "meetings")).cursor
     [added] = cal.add_events(emulator.state, user, [_event("new", 9, 10)])
     cal.update_event(emulator.state, user, ids[0], {"summary": "renamed"})
     cal.cancel_event(emulator.state, user, ids[1])
     emulator.state.calls(clear=True)
-    await _sync_again(deps, account_id, "meetings", run_worker)
+    await sync_again(deps, account_id, "meetings", run_worker)
 
     stored = await _stored(deps, account_id, "meetings")
     assert sorted(stored) == sorted([ids[0], ids[2], ids[3], added])
     assert stored[ids[0]]["summary"] == "renamed"
     assert stored[added]["summary"] == "new"
-    state = await _state(deps, account_id, "meetings")
+    state = await sync_state(deps, account_id, "meetings")
     assert state.stage == "incremental" and state.cursor not in (None, cursor)
     calls = emulator.state.calls()
     assert [c["method"] for c in calls] == ["calendar.events.list"]  # three changes, one page
@@ -188,18 +177,18 @@ async def test_meetings_expired_sync_token_resyncs_in_full_and_deletes_what_is_g
     """A 410 on the sync token leads to a full sync that removes events no longer there."""
     user, account_id, ids = await _connected(
         api, emulator, run_worker, [_event(f"m{i}", i, i + 1) for i in range(5)])
-    epoch = (await _state(deps, account_id, "meetings")).epoch
+    epoch = (await sync_state(deps, account_id, "meetings")).epoch
     cal.cancel_event(emulator.state, user, ids[2])
     cal.expire_calendar_sync_tokens(emulator.state, user)
     # Deleted while the token was dead and then gone from Google's tombstones entirely:
     # only the full resync's sweep can notice.
     del cal.calendar_of(emulator.state, user).events[ids[2]]
     emulator.state.calls(clear=True)
-    await _sync_again(deps, account_id, "meetings", run_worker)
+    await sync_again(deps, account_id, "meetings", run_worker)
 
     assert sorted(await _stored(deps, account_id, "meetings")) == sorted(
         i for i in ids if i != ids[2])
-    state = await _state(deps, account_id, "meetings")
+    state = await sync_state(deps, account_id, "meetings")
     assert state.epoch == epoch + 1 and state.stage == "incremental" and state.status == "ok"
     assert [c["status"] for c in emulator.state.calls()][0] == 410
     _assert_calls_used_only(emulator, "calendar.events.list", EVENTS_RO)

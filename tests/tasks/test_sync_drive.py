@@ -8,10 +8,9 @@ from aiohttp.test_utils import TestClient
 
 from gwsync.connectors.features import FEATURES
 from gwsync.emulator import drive
-from gwsync.storage.models import Account, SyncState
 from gwsync.worker.deps import Deps
 from tests.conftest import Emulator, RunWorker
-from tests.helpers import connect
+from tests.helpers import connect, sync_again, sync_state
 
 FEATURE = FEATURES["shared_files"]
 DRIVE_FILE = "https://www.googleapis.com/auth/drive.file"
@@ -35,19 +34,8 @@ async def _stored(deps: Deps, account_id: str) -> dict[str, dict[str, Any]]:
     return {item["id"]: item["content"] for item in page.items}
 
 
-async def _state(deps: Deps, account_id: str) -> SyncState:
-    async with deps.sessions() as session:
-        state = await session.get(SyncState, (account_id, FEATURE.name))
-        assert state is not None
-        return state
 
 
-async def _sync_again(deps: Deps, account_id: str, run_worker: RunWorker) -> None:
-    async with deps.sessions() as session:
-        account = await session.get(Account, account_id)
-        assert account is not None
-    assert await deps.queue.enqueue_sync(account_id, FEATURE.name, account.generation)
-    await run_worker()
 
 
 def _only_feature_scope(calls: list[dict[str, Any]]) -> bool:
@@ -61,7 +49,7 @@ async def test_full_sync_stores_the_apps_files_and_the_start_page_token(
     account_id, ids = await _connected(api, emulator, run_worker, 7)
     stored = await _stored(deps, account_id)
     assert sorted(stored) == sorted(ids)  # files the app never opened are not there
-    state = await _state(deps, account_id)
+    state = await sync_state(deps, account_id, FEATURE.name)
     assert state.status == "ok" and state.stage == "incremental"
     assert state.cursor == str(drive.data(emulator.state, EMAIL).start_page_token)
     calls = emulator.state.calls()
@@ -99,7 +87,7 @@ async def test_incremental_sync_applies_adds_renames_deletes_and_unshares(
     drive.unshare_file(state, EMAIL, ids[2])
     drive.trash_file(state, EMAIL, ids[3])
     state.calls(clear=True)
-    await _sync_again(deps, account_id, run_worker)
+    await sync_again(deps, account_id, FEATURE.name, run_worker)
 
     stored = await _stored(deps, account_id)
     assert sorted(stored) == sorted([added, ids[0], ids[4], ids[5]])
@@ -108,9 +96,9 @@ async def test_incremental_sync_applies_adds_renames_deletes_and_unshares(
     calls = state.calls()
     assert [c["method"] for c in calls] == ["drive.changes.list"] * 2  # 5 changes, 3 a page
     assert _only_feature_scope(calls)
-    sync_state = await _state(deps, account_id)
-    assert sync_state.status == "ok"
-    assert sync_state.cursor == str(drive.data(state, EMAIL).start_page_token)
+    synced = await sync_state(deps, account_id, FEATURE.name)
+    assert synced.status == "ok"
+    assert synced.cursor == str(drive.data(state, EMAIL).start_page_token)
 
 
 async def test_an_incremental_run_without_changes_keeps_everything(
@@ -118,12 +106,12 @@ async def test_an_incremental_run_without_changes_keeps_everything(
 ) -> None:
     """With nothing changed, one changes.list call returns the same token and nothing moves."""
     account_id, ids = await _connected(api, emulator, run_worker, 3)
-    cursor = (await _state(deps, account_id)).cursor
+    cursor = (await sync_state(deps, account_id, FEATURE.name)).cursor
     emulator.state.calls(clear=True)
-    await _sync_again(deps, account_id, run_worker)
+    await sync_again(deps, account_id, FEATURE.name, run_worker)
     assert sorted(await _stored(deps, account_id)) == sorted(ids)
     assert [c["method"] for c in emulator.state.calls()] == ["drive.changes.list"]
-    assert (await _state(deps, account_id)).cursor == cursor
+    assert (await sync_state(deps, account_id, FEATURE.name)).cursor == cursor
 
 
 async def test_expired_page_token_falls_back_to_a_full_sync_that_deletes_missing(
@@ -134,12 +122,12 @@ async def test_expired_page_token_falls_back_to_a_full_sync_that_deletes_missing
     drive.expire_page_tokens(emulator.state, EMAIL)
     drive.delete_file(emulator.state, EMAIL, ids[2])
     drive.unshare_file(emulator.state, EMAIL, ids[3])
-    epoch_before = (await _state(deps, account_id)).epoch
+    epoch_before = (await sync_state(deps, account_id, FEATURE.name)).epoch
     emulator.state.calls(clear=True)
-    await _sync_again(deps, account_id, run_worker)
+    await sync_again(deps, account_id, FEATURE.name, run_worker)
 
     assert sorted(await _stored(deps, account_id)) == sorted([ids[0], ids[1], ids[4]])
-    state = await _state(deps, account_id)
+    state = await sync_state(deps, account_id, FEATURE.name)
     assert state.status == "ok" and state.stage == "incremental"
     assert state.epoch == epoch_before + 1
     assert state.cursor == str(drive.data(emulator.state, EMAIL).start_page_token)

@@ -6,10 +6,9 @@ import json
 from typing import Any
 
 from gwsync.emulator.mailbox import METADATA_SCOPE, Mailbox, add_gmail_user, mailbox
-from gwsync.storage.models import Account, SyncState
 from gwsync.worker.deps import Deps
 from tests.conftest import Emulator, RunWorker
-from tests.helpers import connect
+from tests.helpers import connect, sync_again, sync_state
 
 FEATURE = "mail_activity"
 EMAIL = "mia@example.com"
@@ -23,11 +22,6 @@ async def _stored(deps: Deps, account_id: str) -> dict[str, dict[str, Any]]:
     return {item["id"]: item["content"] for item in page.items}
 
 
-async def _state(deps: Deps, account_id: str) -> SyncState:
-    async with deps.sessions() as session:
-        state = await session.get(SyncState, (account_id, FEATURE))
-        assert state is not None
-        return state
 
 
 async def _synced(api: Any, emulator: Emulator, run_worker: RunWorker,
@@ -39,12 +33,6 @@ async def _synced(api: Any, emulator: Emulator, run_worker: RunWorker,
     return mailbox(emulator.state, EMAIL), account_id
 
 
-async def _sync_again(deps: Deps, account_id: str, run_worker: RunWorker) -> None:
-    async with deps.sessions() as session:
-        account = await session.get(Account, account_id)
-        assert account is not None
-    assert await deps.queue.enqueue_sync(account_id, FEATURE, account.generation)
-    await run_worker()
 
 
 async def test_full_sync_stores_only_the_declared_headers(
@@ -58,7 +46,7 @@ async def test_full_sync_stores_only_the_declared_headers(
     some = box.messages[next(iter(box.messages))]
     assert stored[some.id]["subject"] == dict(some.headers)["Subject"]
     assert "Confidential" not in json.dumps(stored)  # bodies never arrive, never stored
-    state = await _state(deps, account_id)
+    state = await sync_state(deps, account_id, FEATURE)
     assert state.stage == "incremental" and state.status == "ok"
     assert state.cursor == str(list(box.messages.values())[-1].history_id)
     calls = emulator.state.calls()
@@ -81,7 +69,7 @@ async def test_incremental_sync_applies_adds_deletes_and_trash(
     box.change_labels(old[1], add=["TRASH"], remove=["INBOX"])
     box.change_labels(old[2], add=["STARRED"], remove=["UNREAD"])
     emulator.state.calls(clear=True)
-    await _sync_again(deps, account_id, run_worker)
+    await sync_again(deps, account_id, FEATURE, run_worker)
 
     after = await _stored(deps, account_id)
     assert sorted(after) == sorted(added + old[2:])
@@ -92,7 +80,7 @@ async def test_incremental_sync_applies_adds_deletes_and_trash(
     assert set(methods) == {"gmail.users.history.list", "gmail.users.messages.get"}
     assert methods.count("gmail.users.messages.get") == 2  # label-only changes fetch nothing
     assert all(c["scopes"] == [METADATA_SCOPE] for c in calls)
-    assert (await _state(deps, account_id)).cursor == str(box.history_id)
+    assert (await sync_state(deps, account_id, FEATURE)).cursor == str(box.history_id)
 
 
 async def test_message_untrashed_comes_back(
@@ -102,10 +90,10 @@ async def test_message_untrashed_comes_back(
     box, account_id = await _synced(api, emulator, run_worker, 3)
     mid = next(iter(box.messages))
     box.change_labels(mid, add=["TRASH"])
-    await _sync_again(deps, account_id, run_worker)
+    await sync_again(deps, account_id, FEATURE, run_worker)
     assert mid not in await _stored(deps, account_id)
     box.change_labels(mid, remove=["TRASH"])
-    await _sync_again(deps, account_id, run_worker)
+    await sync_again(deps, account_id, FEATURE, run_worker)
     assert mid in await _stored(deps, account_id)
 
 
@@ -117,12 +105,12 @@ async def test_expired_history_id_leads_to_a_full_sync_that_deletes_missing(
     gone = list(box.messages)[2]
     box.delete(gone)
     box.truncate_history()
-    epoch_before = (await _state(deps, account_id)).epoch
+    epoch_before = (await sync_state(deps, account_id, FEATURE)).epoch
     emulator.state.calls(clear=True)
-    await _sync_again(deps, account_id, run_worker)
+    await sync_again(deps, account_id, FEATURE, run_worker)
 
     assert sorted(await _stored(deps, account_id)) == sorted(box.messages)
-    state = await _state(deps, account_id)
+    state = await sync_state(deps, account_id, FEATURE)
     assert state.epoch == epoch_before + 1
     assert state.stage == "incremental" and state.status == "ok"
     calls = emulator.state.calls()
@@ -137,7 +125,7 @@ async def test_a_transient_batch_part_error_keeps_the_data(
     box, account_id = await _synced(api, emulator, run_worker, 3)
     box.add({"From": "late@example.com", "Subject": "Late"}, "body", 0)
     emulator.state.add_fault("/gmail/v1/users/me/messages/", 503, count=1)
-    await _sync_again(deps, account_id, run_worker)
+    await sync_again(deps, account_id, FEATURE, run_worker)
     assert emulator.state.faults == []  # the batched get met the fault, and was retried
     assert sorted(await _stored(deps, account_id)) == sorted(box.messages)
-    assert (await _state(deps, account_id)).status == "ok"
+    assert (await sync_state(deps, account_id, FEATURE)).status == "ok"
