@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 
 from bench.harness import BenchError, Deployment, mail_scope
 from bench.report import Row
-from gwsync.connectors import features
+from gwsync.domain import features
+from gwsync.domain.pages import Page, Upsert
 from gwsync.storage.models import DataKey, Erasure, Record
-from gwsync.storage.records import Page, Upsert
 from gwsync.tasks import erase
 
 NAME = "erasure"

@@ -20,9 +20,10 @@ from googleapiclient.errors import HttpError
 
 from gwsync.connectors import client
 from gwsync.connectors.endpoints import Endpoints
-from gwsync.connectors.gmail import BatchFetcher, FetchedMessages, _get_request
-from gwsync.emulator import EmulatorState, base_url, serve
+from gwsync.connectors.gmail import BatchFetcher, FetchedMessages, metadata_request
+from gwsync.emulator.app import base_url, serve
 from gwsync.emulator.mailbox import add_gmail_user
+from gwsync.emulator.state import EmulatorState
 
 
 class ThreadedFetcher:
@@ -38,7 +39,7 @@ class ThreadedFetcher:
         service = await self._idle.get()
         try:
             return await asyncio.to_thread(
-                _get_request(service.users().messages(), message_id).execute)
+                metadata_request(service.users().messages(), message_id).execute)
         except HttpError as exc:
             if exc.resp.status == 404:
                 return None

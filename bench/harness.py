@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +27,13 @@ import asyncpg
 import redis.asyncio as aioredis
 from sqlalchemy import select
 
-from gwsync.connectors import features
+from gwsync.core.settings import Settings
+from gwsync.devtools import processes
+from gwsync.domain import features
 from gwsync.storage import accounts
 from gwsync.storage.db import upgrade_async
 from gwsync.storage.models import SyncState
-from gwsync.worker import processes
-from gwsync.worker.deps import Deps
-from gwsync.worker.settings import Settings
+from gwsync.tasks.deps import Deps
 
 PG_ADMIN = os.environ.get("GWSYNC_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("GWSYNC_BENCH_REDIS", "redis://127.0.0.1:6379/0")
@@ -43,6 +43,16 @@ BIN = Path(sys.executable).parent
 
 class BenchError(RuntimeError):
     """A benchmark could not run (a process did not start, a sync failed)."""
+
+
+#: Alembic keeps its context in module globals: benchmarks run side by side
+#: (`bench.run --parallel`) migrate their databases one at a time.
+_MIGRATING = asyncio.Lock()
+
+
+async def _migrate(url: str) -> None:
+    async with _MIGRATING:
+        await upgrade_async(url)
 
 
 def free_port() -> int:
@@ -56,7 +66,7 @@ async def scratch_database(kind: str, workdir: Path) -> AsyncIterator[str]:
     """A migrated, empty database for this run, dropped (PostgreSQL) when it ends."""
     if kind == "sqlite":
         url = f"sqlite+aiosqlite:///{workdir}/bench.db"
-        await upgrade_async(url)
+        await _migrate(url)
         yield url
         return
     name = f"gwsync_bench_{uuid.uuid4().hex[:10]}"
@@ -64,10 +74,20 @@ async def scratch_database(kind: str, workdir: Path) -> AsyncIterator[str]:
     base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     try:
         url = f"{base}/{name}"
-        await upgrade_async(url)
+        await _migrate(url)
         yield url
     finally:
         await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if await _pg_admin_value("SELECT count(*) FROM pg_database WHERE datname = $1", name):
+            raise BenchError(f"the scratch database {name} is left after the run")
+
+
+async def _pg_admin_value(sql: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
 
 
 async def _pg_admin(sql: str) -> None:
@@ -198,7 +218,7 @@ class Deployment:
         """Register a grant straight in the database (the web API is not under test)."""
         async with self.deps.sessions.begin() as session:
             account = await accounts.create(
-                session, self.settings.master_key, user_id=f"bench-{uuid.uuid4().hex[:8]}",
+                session, self.deps.keyring, user_id=f"bench-{uuid.uuid4().hex[:8]}",
                 refresh_token=refresh_token, granted_scopes=frozenset(scopes))
         return account.id
 
@@ -240,7 +260,7 @@ async def deployment(db_kind: str, **overrides: Any) -> AsyncIterator[Deployment
                 database_url=url, redis_url=REDIS_URL, redis_prefix=prefix,
                 google_base_url=emulator.url, google_client_id=emulator.client_id,
                 google_client_secret=emulator.client_secret,
-                api_token=secrets.token_urlsafe(16), admin_token=secrets.token_urlsafe(16),
+                api_token=secrets.token_urlsafe(32), admin_token=secrets.token_urlsafe(32),
                 encryption_key=base64.b64encode(secrets.token_bytes(32)).decode(),
                 worker_metrics_port=0, log_level="WARNING", **overrides)
             deps = await Deps.open(settings)
@@ -255,10 +275,45 @@ async def deployment(db_kind: str, **overrides: Any) -> AsyncIterator[Deployment
 
 
 async def _drop_keys(prefix: str) -> None:
+    """Delete every key naming the run's prefix (arq's included), then check none is left."""
     client = aioredis.from_url(REDIS_URL)
     try:
-        keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
-        if keys:
-            await client.delete(*keys)
+        keys = [k async for k in client.scan_iter(match=f"*{prefix}*", count=10_000)]
+        for start in range(0, len(keys), 10_000):
+            await client.delete(*keys[start:start + 10_000])
+        async for _ in client.scan_iter(match=f"*{prefix}*", count=10_000):
+            raise BenchError(f"Redis keys of {prefix} are left after the run")
     finally:
         await client.aclose()
+
+
+async def time_to_visible(make: Callable[[int], Awaitable[str]],
+                          visible: Callable[[], Awaitable[set[str]]], n: int,
+                          spacing_s: float, read_every_s: float, within_s: float) -> list[float]:
+    """Make `n` changes `spacing_s` apart (`make(i)` → the new item's id) while polling
+    `visible()` every `read_every_s`: the seconds from each change until it is visible.
+    One loop for every freshness figure, so push and polling are timed alike."""
+    made: dict[str, float] = {}
+    latencies: list[float] = []
+
+    async def change() -> None:
+        for i in range(n):
+            started = time.monotonic()
+            made[await make(i)] = started
+            await asyncio.sleep(max(0.0, spacing_s - (time.monotonic() - started)))
+
+    changer = asyncio.create_task(change())
+    deadline = time.monotonic() + within_s + n * spacing_s
+    try:
+        while len(latencies) < n and time.monotonic() < deadline:
+            seen = await visible()
+            now = time.monotonic()
+            for item in [m for m in made if m in seen]:
+                latencies.append(now - made.pop(item))
+            await asyncio.sleep(read_every_s)
+    finally:
+        changer.cancel()
+        await asyncio.gather(changer, return_exceptions=True)
+    if len(latencies) < n:
+        raise BenchError(f"{n - len(latencies)} of {n} changes never became readable")
+    return latencies

@@ -19,10 +19,11 @@ from typing import Any
 from bench.gmail_fetch import all_message_ids
 from bench.harness import Deployment, mail_scope, peak_rss_mb
 from bench.report import Row
-from gwsync.connectors import client, features, oauth
+from gwsync.connectors import client, oauth
 from gwsync.connectors.gmail import HEADERS
+from gwsync.core.timeutil import utcnow
+from gwsync.domain import features
 from gwsync.storage.models import Record
-from gwsync.timeutil import utcnow
 
 NAME = "ingest"
 

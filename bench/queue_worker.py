@@ -12,9 +12,9 @@ from typing import Any
 
 from arq.worker import func
 
-from gwsync.worker import logging
+from gwsync.core import logs
+from gwsync.core.settings import Settings
 from gwsync.worker.app import create_worker
-from gwsync.worker.settings import Settings
 
 JOB = "bench_noop"
 
@@ -31,7 +31,7 @@ async def bench_noop(ctx: dict[str, Any], enqueued_at: float) -> None:
 
 def main() -> None:
     settings = Settings().require("worker")
-    logging.configure(settings.log_format, settings.log_level)
+    logs.configure(settings.log_format, settings.log_level)
     create_worker(settings, functions=[func(bench_noop, name=JOB, keep_result=0)],
                   cron_jobs=[]).run()
 

@@ -16,31 +16,36 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import text
 
-from gwsync.emulator import EmulatorState, base_url, serve
+from gwsync.core import logs as logs
+from gwsync.core.settings import Settings
+from gwsync.emulator.app import base_url, serve
+from gwsync.emulator.state import EmulatorState
+from gwsync.storage import ops_snapshot
 from gwsync.storage.db import create_engine, upgrade, upgrade_async
 from gwsync.storage.models import Base
-from gwsync.worker import logging as gwlogging
+from gwsync.tasks.deps import Deps
+from gwsync.web.app import create_app
 from gwsync.worker.app import create_worker
-from gwsync.worker.deps import Deps
-from gwsync.worker.settings import Settings
-from gwsync.worker.web import create_app
+from tests.helpers import PG_ADMIN, close_worker, pg_admin
 
-PG_ADMIN = os.environ.get("GWSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("GWSYNC_TEST_REDIS", "redis://127.0.0.1:6379/0")
 RUN_ID = uuid.uuid4().hex[:10]
-API_TOKEN = "test-api-token-" + RUN_ID
-ADMIN_TOKEN = "test-admin-token-" + RUN_ID
+API_TOKEN = secrets.token_urlsafe(32)
+ADMIN_TOKEN = secrets.token_urlsafe(32)
+#: The app's redirect URIs the test deployment lists (GWSYNC_OAUTH_REDIRECT_URIS).
+REDIRECT_URIS = ("https://app.example/google/done", "https://app.example.com/oauth/done")
+#: The headers of a staff caller (ops, Prometheus): the admin bearer token.
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 MASTER_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    gwlogging.configure("console", "INFO")
+    logs.configure("console", "INFO")
 
 
 def _in_thread(fn: Callable[[], Any]) -> Any:
@@ -54,19 +59,12 @@ def pg_database() -> Iterator[str]:
     """A PostgreSQL database of this test run, migrated once, dropped at the end."""
     name = f"gwsync_test_{RUN_ID}"
 
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    _in_thread(lambda: asyncio.run(admin(f'CREATE DATABASE "{name}"')))
+    _in_thread(lambda: asyncio.run(pg_admin(f'CREATE DATABASE "{name}"')))
     url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     url = f"{url}/{name}"
     _in_thread(lambda: upgrade(url))
     yield url
-    _in_thread(lambda: asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
+    _in_thread(lambda: asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
 
 
 async def _truncate(url: str) -> None:
@@ -126,7 +124,16 @@ def settings(db_url: str, redis_prefix: str, emulator: Emulator) -> Settings:
         google_client_secret=emulator.state.client_secret, api_token=API_TOKEN,
         admin_token=ADMIN_TOKEN, encryption_key=MASTER_KEY, sync_page_size=3,
         http_timeout_s=5, retry_base_s=0.05, worker_metrics_port=0,
+        oauth_redirect_uris=",".join(REDIRECT_URIS),
     )
+
+
+@pytest.fixture(autouse=True)
+def fresh_ops_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests read the ops picture right after changing what it counts, so they see it
+    uncached (tests/storage/test_ops_snapshot.py checks the cache itself)."""
+    monkeypatch.setattr(ops_snapshot, "MAX_AGE_S", 0.0)
+    monkeypatch.setattr(ops_snapshot, "SERVE_STALE_S", 0.0)
 
 
 @pytest.fixture
@@ -159,7 +166,7 @@ def run_worker(settings: Settings) -> RunWorker:
         try:
             await worker.async_run()
         finally:
-            await worker.close()
+            await close_worker(worker)
         return worker
 
     return run

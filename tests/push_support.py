@@ -3,6 +3,8 @@ web app's loopback address, and the emulator's Pub/Sub pushes to its Gmail webho
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -11,10 +13,10 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from gwsync.emulator.push import push_of, subscribe
+from gwsync.core.settings import Settings
+from gwsync.emulator.push import Channel, push_of, subscribe
 from gwsync.storage.models import Account, WatchChannel
-from gwsync.worker.deps import Deps
-from gwsync.worker.settings import Settings
+from gwsync.tasks.deps import Deps
 from tests.conftest import Emulator
 from tests.helpers import eventually
 
@@ -56,3 +58,19 @@ async def until(condition: Callable[[], Any], within_s: float = 10) -> Any:
         value = condition()
         return await value if hasattr(value, "__await__") else value
     return await eventually(check, within_s=within_s, every_s=0.02)
+
+
+def channel_headers(channel: Channel, state: str = "exists", **changes: str) -> dict[str, str]:
+    """The headers Google sends with a Calendar or Drive channel notification."""
+    headers = {"X-Goog-Channel-ID": channel.id, "X-Goog-Channel-Token": channel.token or "",
+               "X-Goog-Resource-ID": channel.resource_id, "X-Goog-Resource-State": state,
+               "X-Goog-Message-Number": "7"}
+    return {**headers, **changes}
+
+
+def pubsub_body(email: str, history_id: int, subscription: str = SUBSCRIPTION) -> dict[str, Any]:
+    """A Pub/Sub push body as Gmail's watch publishes it."""
+    data = json.dumps({"emailAddress": email, "historyId": str(history_id)}).encode()
+    return {"message": {"data": base64.urlsafe_b64encode(data).decode().rstrip("="),
+                        "messageId": "1", "publishTime": "2030-01-01T00:00:00Z"},
+            "subscription": subscription}

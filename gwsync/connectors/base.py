@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from gwsync.connectors.features import Feature
-from gwsync.storage.records import Page
+from gwsync.domain.features import Feature
+from gwsync.domain.pages import Page
 
 
 @dataclass(frozen=True)

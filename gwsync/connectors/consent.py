@@ -18,10 +18,11 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
-from gwsync.connectors import features, oauth
+from gwsync.connectors import oauth
 from gwsync.connectors.errors import UnknownGoogleError
 from gwsync.connectors.oauth import OAuthClient
-from gwsync.connectors.scopes import parse
+from gwsync.domain import features
+from gwsync.domain.scopes import IDENTITY_SCOPES, parse
 
 
 def new_verifier() -> str:
@@ -58,10 +59,11 @@ class ConsentRequest:
 
 
 def authorization_url(client: OAuthClient, request: ConsentRequest) -> str:
-    """Google's consent URL for exactly `request.scopes`, offline, incremental, with PKCE."""
+    """Google's consent URL for exactly `request.scopes` and the identity scopes, offline,
+    incremental, with PKCE."""
     params = {
         "client_id": client.client_id, "redirect_uri": request.redirect_uri,
-        "response_type": "code", "scope": " ".join(request.scopes),
+        "response_type": "code", "scope": " ".join((*IDENTITY_SCOPES, *request.scopes)),
         "access_type": "offline", "include_granted_scopes": "true",
         "code_challenge": request.code_challenge, "code_challenge_method": "S256",
         "state": request.state,
@@ -81,16 +83,19 @@ class TokenResponse:
     refresh_token: str | None
     scopes: frozenset[str]
     expires_in: int
+    #: The OpenID Connect id_token, when the request asked for `openid` (unverified here).
+    id_token: str | None = None
 
 
 def _token_response(body: dict[str, Any]) -> TokenResponse:
     access, scope = body.get("access_token"), body.get("scope")
     if not isinstance(access, str) or not access or not isinstance(scope, str | list):
         raise UnknownGoogleError("token response lacks access_token or scope")
-    refresh = body.get("refresh_token")
+    refresh, identity = body.get("refresh_token"), body.get("id_token")
     expires = body.get("expires_in")
     return TokenResponse(access, refresh if isinstance(refresh, str) and refresh else None,
-                         parse(scope), expires if isinstance(expires, int) else 0)
+                         parse(scope), expires if isinstance(expires, int) else 0,
+                         identity if isinstance(identity, str) and identity else None)
 
 
 async def exchange_code(

@@ -11,22 +11,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
-
-from googleapiclient.discovery import Resource
+from typing import TYPE_CHECKING, Any
 
 from gwsync.connectors.base import Fetched
 from gwsync.connectors.client import execute
 from gwsync.connectors.errors import UnknownGoogleError
-from gwsync.connectors.features import FEATURES, Feature
 from gwsync.connectors.quota import UNMETERED, Budget
-from gwsync.storage.records import Page, Removal, Upsert
+from gwsync.domain.features import FEATURES, Feature
+from gwsync.domain.pages import Page, Removal, Upsert
+
+if TYPE_CHECKING:  # the per-API resource types exist only in the stubs
+    from googleapiclient._apis.drive.v3 import DriveResource
 
 KIND = "file"
 FILE_FIELDS = "id,name,mimeType,modifiedTime,webViewLink,trashed"
 LIST_FIELDS = f"nextPageToken,files({FILE_FIELDS})"
 CHANGE_FIELDS = ("nextPageToken,newStartPageToken,"
                  f"changes(changeType,fileId,removed,file({FILE_FIELDS}))")
+
+#: Every Drive call supports shared drives, and every listing includes their items: a
+#: shared-drive file opened with the app is otherwise invisible, and so is its removal
+#: (docs/google.md §9.10).
+SUPPORTS_ALL_DRIVES: dict[str, Any] = {"supportsAllDrives": True}
+ALL_DRIVES: dict[str, Any] = {**SUPPORTS_ALL_DRIVES, "includeItemsFromAllDrives": True}
 
 
 def to_record(file: dict[str, Any]) -> Upsert | Removal:
@@ -83,14 +90,14 @@ def unpack_checkpoint(checkpoint: str | None) -> tuple[str, str] | None:
 class SharedFilesConnector:
     feature: Feature = FEATURES["shared_files"]
 
-    def __init__(self, service: Resource, page_size: int, budget: Budget = UNMETERED) -> None:
+    def __init__(self, service: DriveResource, page_size: int, budget: Budget = UNMETERED) -> None:
         self._service = service
         self._page_size = page_size
         self._budget = budget
 
     async def _start_page_token(self) -> str:
-        body = await execute(self._service.changes().getStartPageToken().execute,
-                             quota=self._budget)
+        body = await execute(self._service.changes().getStartPageToken(
+            **SUPPORTS_ALL_DRIVES).execute, quota=self._budget)
         token = body.get("startPageToken")
         if not isinstance(token, str) or not token:
             raise UnknownGoogleError("getStartPageToken without startPageToken")
@@ -103,7 +110,8 @@ class SharedFilesConnector:
         calls = 0 if resumed else 1
         while True:
             params: dict[str, Any] = {"pageSize": self._page_size, "q": "trashed = false",
-                                      "spaces": "drive", "fields": LIST_FIELDS}
+                                      "spaces": "drive", "fields": LIST_FIELDS,
+                                      **ALL_DRIVES}
             if files_token:
                 params["pageToken"] = files_token
             body = await execute(self._service.files().list(**params).execute,
@@ -126,7 +134,8 @@ class SharedFilesConnector:
         while True:
             body = await execute(self._service.changes().list(
                 pageToken=token, pageSize=self._page_size, includeRemoved=True,
-                spaces="drive", fields=CHANGE_FIELDS).execute, quota=self._budget)
+                spaces="drive", fields=CHANGE_FIELDS, **ALL_DRIVES).execute,
+                quota=self._budget)
             next_token = body.get("nextPageToken")
             new_start = body.get("newStartPageToken")
             if not next_token and not new_start:

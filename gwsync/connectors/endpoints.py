@@ -1,7 +1,8 @@
 """Where Google is: its real hosts, or one origin that speaks Google's paths.
 
 With `GWSYNC_GOOGLE_BASE_URL` set, every endpoint — APIs, batch, OAuth authorize,
-token and revoke — goes to that origin, and nothing else is ever contacted.
+token and revoke, Google's signing certificates — goes to that origin, and nothing else
+is ever contacted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ class Endpoints:
     batch_root: str
     #: Cross-Account Protection's discovery document (issuer, jwks_uri).
     risc_configuration: str = "https://accounts.google.com/.well-known/risc-configuration"
+    #: Google's signing certificates (`{kid: PEM}`), against which id_tokens are verified.
+    certs: str = "https://www.googleapis.com/oauth2/v1/certs"
     #: Replaces each discovery document's `rootUrl` (so batch URIs move too); None: Google's.
     root_url: str | None = None
 
@@ -53,6 +56,7 @@ class Endpoints:
             },
             batch_root=base,
             risc_configuration=f"{base}/.well-known/risc-configuration",
+            certs=f"{base}/oauth2/v1/certs",
             root_url=f"{base}/",
         )
 
@@ -62,4 +66,4 @@ class Endpoints:
 
     def urls(self) -> list[str]:
         return [self.token, self.revoke, self.authorize, self.batch_root,
-                self.risc_configuration, *self.api_roots.values()]
+                self.risc_configuration, self.certs, *self.api_roots.values()]

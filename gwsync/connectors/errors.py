@@ -56,5 +56,13 @@ class CursorExpiredError(GoogleError):
     category = Category.CURSOR_EXPIRED
 
 
+class PageTokenRefusedError(CursorExpiredError):
+    """Google refused a page token it handed out: list again from the first page.
+
+    Page tokens expire (a files.list token is "typically valid for several hours") and
+    Google documents no answer for an expired one but a 400 (docs/google.md §9.1).
+    """
+
+
 class UnknownGoogleError(GoogleError):
     """Anything else: stop and alert, change nothing."""

@@ -14,23 +14,33 @@ Other label changes (read, starred, …) change nothing stored and are ignored.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import google_auth_httplib2
 import httplib2
-from googleapiclient.discovery import Resource
 from googleapiclient.errors import HttpError
 
 from gwsync.connectors.base import Fetched
-from gwsync.connectors.client import execute
-from gwsync.connectors.errors import CursorExpiredError, UnknownGoogleError
-from gwsync.connectors.features import FEATURES, Feature
-from gwsync.connectors.lean_batch import new_batch
+from gwsync.connectors.client import classify_http_error, execute
+from gwsync.connectors.errors import (
+    CursorExpiredError,
+    GoogleError,
+    PageTokenRefusedError,
+    TemporaryError,
+    UnknownGoogleError,
+)
+from gwsync.connectors.lean_batch import SameMethod, new_batch
 from gwsync.connectors.quota import UNMETERED, Budget, Charge
-from gwsync.storage.records import Page, Removal, Upsert
+from gwsync.domain.features import FEATURES, Feature
+from gwsync.domain.pages import Page, Removal, Upsert
+
+if TYPE_CHECKING:  # the per-API resource types exist only in the stubs
+    from googleapiclient._apis.gmail.v1 import GmailResource
 
 KIND = "message"
 #: Stored field → the header it comes from.
@@ -41,10 +51,25 @@ MAX_LIST = 500
 GET_METHOD = "gmail.users.messages.get"
 #: Gmail takes 100 calls per batch but advises against more than 50 (guides/batch).
 BATCH_SIZE = 50
-#: Batch POSTs in flight at once for one mailbox (far below Gmail's per-user limit).
-CONCURRENT_BATCHES = 2
+#: Calls in flight at once for one mailbox, all batches together. Google runs a batch's
+#: parts as individual calls that count against the user's concurrency and answers
+#: 429 "Too many concurrent requests for user" somewhere at 25–50 (docs/google.md §9);
+#: community reports put the practical limit near 10–20. 16 keep the per-user rate
+#: (50 gets/s) busy through Google's latency tail: at a median of 80 ms and a p99 of
+#: 600 ms a POST of two parts takes 170 ms on average, and ten in flight left the
+#: quota 15–20 % unspent (bench/realistic.py).
+MAX_IN_FLIGHT = 16
+#: Parts per batch POST: a POST answers when its slowest part does, so small POSTs keep
+#: the calls in flight busy (the mean of the slower of two parts is 1.5× one part's).
+PARTS_PER_POST = 2
+#: Rounds a failed part gets inside one page before the page is left to the job's retry.
+PART_ROUNDS = 6
+PART_RETRY_BASE_S = 0.25
+PART_RETRY_CAP_S = 8.0
 #: A fetched message, or None when Gmail no longer has it (deleted since it was listed).
 FetchedMessages = dict[str, dict[str, Any] | None]
+#: One listed page: its ids, their messages, and the next page's token ("" at the end).
+ListedPage = tuple[list[str], FetchedMessages, str]
 
 
 def _rfc3339(when: datetime) -> str:
@@ -111,11 +136,19 @@ def _newest_history_id(ids: Sequence[str], fetched: FetchedMessages) -> str:
                  if m and m.get("historyId")), "")
 
 
-def _get_request(messages: Resource, message_id: str) -> Any:
+def metadata_request(messages: GmailResource.UsersResource.MessagesResource,
+                     message_id: str) -> Any:
     """`messages` is ``service.users().messages()``, built once: each build of a resource
     re-creates its methods from the discovery document, which cost more than the call."""
     return messages.get(
         userId="me", id=message_id, format="metadata", metadataHeaders=list(HEADERS.values()))
+
+
+async def _cancel(task: asyncio.Task[Any] | None) -> None:
+    """Stop a read-ahead nobody will read, and wait until it has stopped."""
+    if task is not None and not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def _clone_http(http: Any) -> Any:
@@ -126,60 +159,112 @@ def _clone_http(http: Any) -> Any:
 
 
 class BatchFetcher:
-    """messages.get through Gmail's batch endpoint, BATCH_SIZE calls per POST.
+    """messages.get through Gmail's batch endpoint, at most `max_in_flight` calls at once.
 
-    Chosen over bounded thread concurrency by measurement (bench/gmail_fetch.py, 2,000
-    messages against the in-process emulator): batch 845–866 msgs/s vs 8 threads with
-    their own connections 572–689 msgs/s (4 threads: 397 vs batch 513; 16: 381 vs 718).
-    One POST per 50 calls also stays far below Gmail's per-mailbox concurrency limit.
-    Two POSTs in flight (CONCURRENT_BATCHES) overlap our parsing with Google's work:
-    bench ingest on 2 cores, 10,000 messages, PostgreSQL: 2,525 → 3,291 records/s.
+    Batch was chosen over thread concurrency by measurement (bench/gmail_fetch.py: batch
+    845–866 msgs/s vs 8 threads 572–689). Google answers each part on its own, and a
+    part fails alone (429 for concurrency, 5xx): the parts that succeeded are kept and
+    only the failed ones are sent again, with backoff, so a page makes progress however
+    often single parts fail. A 404 part is a message deleted since it was listed.
     """
 
-    def __init__(self, service: Resource, budget: Budget = UNMETERED) -> None:
+    def __init__(self, service: GmailResource, budget: Budget = UNMETERED, *,
+                 max_in_flight: int = MAX_IN_FLIGHT,
+                 retry_base_s: float = PART_RETRY_BASE_S) -> None:
         self._service = service
         self._messages = service.users().messages()
+        self._get = SameMethod(lambda mid: metadata_request(self._messages, mid))
         self._budget = budget
-        # One connection per batch in flight: httplib2 is not thread-safe.
-        self._https = [_clone_http(service._http) for _ in range(CONCURRENT_BATCHES)]
+        # The calls in flight are split over POSTs of PARTS_PER_POST parts (lanes), so one
+        # part's slow answer holds up only its own POST's share of them.
+        self._size = max(1, min(BATCH_SIZE, PARTS_PER_POST, max_in_flight))
+        self._retry_base_s = retry_base_s
+        # One connection per POST in flight: httplib2 is not thread-safe.
+        http = service._http  # type: ignore[attr-defined]  # set by build(); the stubs omit it
+        lanes = max(1, max_in_flight // self._size)
+        self._https = [_clone_http(http) for _ in range(lanes)]
+        # And one thread per lane, of its own: in the loop's default pool (cpu count + 4
+        # threads, shared by every job of the worker) the lanes would queue for threads.
+        self._threads = ThreadPoolExecutor(lanes, thread_name_prefix="gmail-batch")
 
-    def _fetch_sync(self, ids: Sequence[str], http: Any) -> FetchedMessages:
-        """One batch POST of at most BATCH_SIZE gets."""
-        found: FetchedMessages = {}
-        failed: list[HttpError] = []
+    def _post_sync(self, ids: Sequence[str], http: Any) -> dict[str, Any]:
+        """One batch POST: message id → its message, None (404), or the part's HttpError."""
+        answers: dict[str, Any] = {}
 
         def answer(request_id: str, response: Any, exc: HttpError | None) -> None:
             if exc is None:
-                found[request_id] = response
-            elif exc.resp.status == 404:
-                found[request_id] = None
+                answers[request_id] = response
             else:
-                failed.append(exc)
+                answers[request_id] = None if exc.resp.status == 404 else exc
 
         batch = new_batch(self._service, answer)
         for mid in ids:
-            batch.add(_get_request(self._messages, mid), request_id=mid)
+            batch.add(self._get(mid), request_id=mid)
         batch.execute(http=http)
-        if failed:
-            raise failed[0]  # classified by `execute`; the job retries the whole page
-        return found
+        return answers
+
+    async def _post(self, ids: Sequence[str], http: Any) -> dict[str, Any]:
+        """A POST charged its n gets just before it is sent; a POST that fails as a whole
+        (a temporary error) counts as n failed parts."""
+        try:
+            return await execute(lambda: self._post_sync(ids, http), quota=self._budget,
+                                 charge=Charge(GET_METHOD, len(ids)), executor=self._threads)
+        except TemporaryError as exc:
+            return dict.fromkeys(ids, exc)
+
+    async def _round(self, ids: Sequence[str], found: FetchedMessages) -> dict[str, GoogleError]:
+        """Fetch `ids` into `found`; the parts that failed, classified."""
+        chunks = iter([ids[i:i + self._size] for i in range(0, len(ids), self._size)])
+        failed: dict[str, GoogleError] = {}
+
+        async def lane(http: Any) -> None:
+            # The lanes share `chunks`: one whose POST came back takes the next chunk at
+            # once, never waiting for the other lane's slowest part (Google's latency has
+            # a long tail; a wave of POSTs would move at the pace of its slowest).
+            for chunk in chunks:
+                for mid, value in (await self._post(chunk, http)).items():
+                    if isinstance(value, HttpError):
+                        failed[mid] = classify_http_error(value)
+                    elif isinstance(value, GoogleError):
+                        failed[mid] = value
+                    else:
+                        found[mid] = value
+
+        await asyncio.gather(*(lane(http) for http in self._https))
+        return failed
+
+    def _delay(self, round_: int, failed: Iterable[GoogleError]) -> float:
+        """Google's Retry-After when a part sent one, else exponential with equal jitter."""
+        asked = [float(e.retry_after) for e in failed
+                 if isinstance(e, TemporaryError) and e.retry_after]
+        if asked:
+            return max(asked)
+        step = min(self._retry_base_s * 2.0 ** round_, PART_RETRY_CAP_S)
+        return step / 2 + random.uniform(0, step / 2)
 
     async def fetch(self, ids: Sequence[str]) -> FetchedMessages:
-        """Each POST is charged its n gets just before it is sent, not the page at once,
-        so the quota window sees the calls when Google does."""
-        chunks = [ids[i:i + BATCH_SIZE] for i in range(0, len(ids), BATCH_SIZE)]
+        """Every id's message (None when gone), retrying failed parts alone; a part that
+        fails for good (permission lost, an unknown answer) ends the page at once; parts
+        still failing after PART_ROUNDS, or asked to wait long, leave the page to the
+        job's retry."""
         found: FetchedMessages = {}
-        for wave in range(0, len(chunks), CONCURRENT_BATCHES):
-            answers = await asyncio.gather(*(
-                execute(lambda c=chunk, h=http: self._fetch_sync(c, h), quota=self._budget,
-                        charge=Charge(GET_METHOD, len(chunk)))
-                for chunk, http in zip(chunks[wave:wave + CONCURRENT_BATCHES], self._https,
-                                       strict=False)))
-            for answer in answers:
-                found.update(answer)
-        return found
+        pending: Sequence[str] = ids
+        for round_ in range(PART_ROUNDS):
+            failed = await self._round(pending, found)
+            if not failed:
+                return {mid: found[mid] for mid in ids}
+            lasting = [e for e in failed.values() if not isinstance(e, TemporaryError)]
+            if lasting:
+                raise lasting[0]
+            pending = list(failed)
+            delay = self._delay(round_, failed.values())
+            if delay > PART_RETRY_CAP_S or round_ + 1 == PART_ROUNDS:
+                break  # the job defers, honouring Retry-After, without holding a worker
+            await asyncio.sleep(delay)
+        raise next(iter(failed.values()))
 
     def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
         for http in self._https:
             http.close()
 
@@ -187,35 +272,79 @@ class BatchFetcher:
 class MailActivityConnector:
     feature: Feature = FEATURES["mail_activity"]
 
-    def __init__(self, service: Resource, page_size: int, fetcher: BatchFetcher,
+    def __init__(self, service: GmailResource, page_size: int, fetcher: BatchFetcher,
                  budget: Budget = UNMETERED) -> None:
         self._service = service
         self._budget = budget
         self._messages = service.users().messages()
         self._fetcher = fetcher
         self._page_size = min(page_size, MAX_LIST)
+        self._ahead: asyncio.Task[ListedPage] | None = None
 
     async def full(self, page_token: str | None) -> AsyncIterator[Fetched]:
-        """Every message, newest first; the checkpoint carries the cursor found so far.
+        """Every message, newest first; the checkpoint carries the cursor.
 
-        Our page token is ``<historyId>:<Gmail's page token>``, so a resumed listing
-        still ends with the history id of the newest message.
+        Our page token is ``<historyId>:<Gmail's page token>``. The cursor is the
+        mailbox's own ``historyId`` (getProfile) when the crawl starts, not the newest
+        message's: that one may predate changes Gmail has already forgotten. A resumed
+        crawl first replays history from it (`_catch_up`), so however long the crawl
+        was deferred its cursor stays one Gmail still replays (docs/google.md §9.11).
         """
         history_id, _, google_token = (page_token or "").partition(":")
-        while True:
-            params: dict[str, Any] = {"userId": "me", "maxResults": self._page_size}
-            if google_token:
-                params["pageToken"] = google_token
-            body = await execute(self._messages.list(**params).execute, quota=self._budget)
-            ids = [m["id"] for m in body.get("messages") or ()]
-            fetched = await self._fetcher.fetch(ids)
-            history_id = history_id or _newest_history_id(ids, fetched)
-            google_token = body.get("nextPageToken") or ""
-            checkpoint = f"{history_id}:{google_token}" if google_token else None
-            yield Fetched(to_page(fetched), checkpoint,
-                          None if google_token else history_id or None, 1 + len(ids))
-            if not google_token:
-                return
+        if not page_token:
+            history_id = await self._current_history_id()
+        elif history_id:
+            async for caught_up in self._catch_up(history_id, google_token):
+                history_id = (caught_up.next_page_token or "").partition(":")[0] or history_id
+                yield caught_up
+        ahead: asyncio.Task[ListedPage] | None = self._read_ahead(google_token)
+        try:
+            while ahead is not None:
+                ids, fetched, google_token = await ahead
+                # The next page is listed and fetched while the caller stores this one,
+                # so the per-user quota is not left idle for the list call and the write.
+                ahead = self._read_ahead(google_token) if google_token else None
+                history_id = history_id or _newest_history_id(ids, fetched)
+                checkpoint = f"{history_id}:{google_token}" if google_token else None
+                yield Fetched(to_page(fetched), checkpoint,
+                              None if google_token else history_id or None, 1 + len(ids))
+        finally:
+            await _cancel(ahead)
+
+    def _read_ahead(self, google_token: str) -> asyncio.Task[ListedPage]:
+        """Start the page at `google_token`; `close` stops it if the crawl is abandoned."""
+        self._ahead = asyncio.get_running_loop().create_task(self._listed_page(google_token))
+        return self._ahead
+
+    async def _listed_page(self, google_token: str) -> ListedPage:
+        """One page of the listing and its messages → (ids, messages, next page's token)."""
+        params: dict[str, Any] = {"userId": "me", "maxResults": self._page_size}
+        if google_token:
+            params["pageToken"] = google_token
+        body = await execute(self._messages.list(**params).execute, quota=self._budget)
+        ids = [m["id"] for m in body.get("messages") or ()]
+        return ids, await self._fetcher.fetch(ids), str(body.get("nextPageToken") or "")
+
+    async def _current_history_id(self) -> str:
+        body = await execute(self._service.users().getProfile(userId="me").execute,
+                             quota=self._budget)
+        history_id = body.get("historyId")
+        if not isinstance(history_id, str | int) or not str(history_id):
+            raise UnknownGoogleError("getProfile without historyId")
+        return str(history_id)
+
+    async def _catch_up(self, cursor: str, google_token: str) -> AsyncIterator[Fetched]:
+        """What changed since a paused crawl's cursor, checkpointed at the crawl's place.
+
+        Gmail forgot the cursor (404) when the pause outlasted its history: what changed
+        meanwhile is unknown, so the crawl must start again — a refused page token.
+        """
+        try:
+            async for fetched in self.incremental(cursor):
+                moved = fetched.next_cursor or cursor
+                yield Fetched(fetched.page, f"{moved}:{google_token}", None, fetched.api_calls)
+        except CursorExpiredError as exc:
+            raise PageTokenRefusedError(exc.detail, status=exc.status) from None
 
     async def incremental(self, cursor: str) -> AsyncIterator[Fetched]:
         """history.list from `cursor`; a 404 there means the cursor is too old."""
@@ -245,5 +374,7 @@ class MailActivityConnector:
             raise
 
     def close(self) -> None:
+        if self._ahead is not None:  # a crawl abandoned mid-way: stop its read-ahead
+            self._ahead.cancel()
         self._fetcher.close()
         self._service.close()

@@ -24,7 +24,7 @@ from gwsync.connectors.errors import (
     TemporaryError,
     UnknownGoogleError,
 )
-from gwsync.connectors.scopes import parse
+from gwsync.domain.scopes import parse
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def _refresh_blocking(client: OAuthClient, refresh_token: str, scope: str) -> Ac
     return AccessToken(creds.token or "", granted)
 
 
-def _classify(exc: auth_exceptions.GoogleAuthError) -> Exception:
+def classify_refresh_error(exc: auth_exceptions.GoogleAuthError) -> Exception:
     if isinstance(exc, auth_exceptions.RefreshError):
         body = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], dict) else {}
         error = body.get("error")
@@ -74,7 +74,7 @@ async def access_token(client: OAuthClient, refresh_token: str, scope: str) -> A
     try:
         token = await asyncio.to_thread(_refresh_blocking, client, refresh_token, scope)
     except auth_exceptions.GoogleAuthError as exc:
-        raise _classify(exc) from None
+        raise classify_refresh_error(exc) from None
     except (OSError, httplib2.HttpLib2Error) as exc:
         raise TemporaryError(f"token endpoint unreachable ({type(exc).__name__})") from None
     if scope not in token.scopes:

@@ -1,22 +1,26 @@
 """Contacts from the People API: connections.list with sync tokens.
 
-Only names, email addresses and phone numbers are requested (`personFields`), and only
-those are stored. Deleted contacts arrive on incremental pages with `metadata.deleted`.
+Only names, email addresses and phone numbers are requested (`personFields`, with
+`metadata`, which is read but not stored), and only those are stored. Deleted contacts
+arrive on incremental pages with `metadata.deleted`; a contact Google gave a new
+resource name arrives under it, its old names in `metadata.previousResourceNames` —
+removals, or the contact would be stored twice (docs/google.md §9.9).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
-
-from googleapiclient.discovery import Resource
+from typing import TYPE_CHECKING, Any
 
 from gwsync.connectors.base import Fetched
 from gwsync.connectors.client import execute
 from gwsync.connectors.errors import UnknownGoogleError
-from gwsync.connectors.features import FEATURES, Feature
 from gwsync.connectors.quota import UNMETERED, Budget
-from gwsync.storage.records import Page, Removal, Upsert
+from gwsync.domain.features import FEATURES, Feature
+from gwsync.domain.pages import Page, Removal, Upsert
+
+if TYPE_CHECKING:  # the per-API resource types exist only in the stubs
+    from googleapiclient._apis.people.v1 import PeopleServiceResource
 
 KIND = "contact"
 
@@ -35,18 +39,27 @@ def to_upsert(person: dict[str, Any]) -> Upsert | Removal:
     })
 
 
+def previous_names(person: dict[str, Any]) -> list[str]:
+    """The names a person had before (only sync-token pages carry them), not its own."""
+    names = (person.get("metadata") or {}).get("previousResourceNames") or []
+    current = person.get("resourceName")
+    return [n for n in names if isinstance(n, str) and n and n != current]
+
+
 def to_page(people: list[dict[str, Any]]) -> Page:
     items = [to_upsert(p) for p in people]
+    renamed = [Removal(KIND, name) for p in people for name in previous_names(p)]
     return Page(
         upserts=[i for i in items if isinstance(i, Upsert)],
-        removals=[i for i in items if isinstance(i, Removal)],
+        removals=[i for i in items if isinstance(i, Removal)] + renamed,
     )
 
 
 class PeopleConnector:
     feature: Feature = FEATURES["contacts"]
 
-    def __init__(self, service: Resource, page_size: int, budget: Budget = UNMETERED) -> None:
+    def __init__(self, service: PeopleServiceResource, page_size: int,
+                 budget: Budget = UNMETERED) -> None:
         self._service = service
         self._budget = budget
         self._connections = service.people().connections()

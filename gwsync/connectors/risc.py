@@ -2,13 +2,24 @@
 
 A SET is a JWT signed by Google: its key is found by `kid` in the JWKS named by the RISC
 discovery document; `iss` must be that document's issuer and `aud` our client id. SETs
-describe past events and carry no `exp`, so expiry is not enforced (Google's guide).
+describe past events and carry no `exp`, so expiry is not enforced (Google's guide); an
+`iat` far in the future is refused (no event is reported before it happens), one a few
+minutes ahead is clock skew.
+
+Google's keys are cached. An unknown `kid` may mean Google rotated them, so it triggers
+one refresh — but at most one per `min_refresh_s` (a flood of made-up kids must not
+make us hammer Google; after a failed fetch, one per `FAILED_RETRY_S`), and concurrent
+requests share it (single-flight). When the keys cannot be fetched at all,
+`KeysUnavailableError`: the receiver answers 503 and Google delivers again, rather than
+a 400 that would drop a genuine event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,14 +29,29 @@ import jwt
 from gwsync.connectors.endpoints import Endpoints
 
 EVENT_PREFIX = "https://schemas.openid.net/secevent/"
+SESSIONS_REVOKED = EVENT_PREFIX + "risc/event-type/sessions-revoked"
 TOKENS_REVOKED = EVENT_PREFIX + "oauth/event-type/tokens-revoked"
 TOKEN_REVOKED = EVENT_PREFIX + "oauth/event-type/token-revoked"
 ACCOUNT_DISABLED = EVENT_PREFIX + "risc/event-type/account-disabled"
-ACCOUNT_PURGED = EVENT_PREFIX + "risc/event-type/account-purged"
+ACCOUNT_ENABLED = EVENT_PREFIX + "risc/event-type/account-enabled"
+CREDENTIAL_CHANGE_REQUIRED = EVENT_PREFIX + "risc/event-type/account-credential-change-required"
 VERIFICATION = EVENT_PREFIX + "risc/event-type/verification"
 #: Events after which the user's Google data must go: the grant is dead or the account is.
-ERASING_EVENTS = frozenset({TOKENS_REVOKED, TOKEN_REVOKED, ACCOUNT_DISABLED, ACCOUNT_PURGED})
+ERASING_EVENTS = frozenset({TOKENS_REVOKED, TOKEN_REVOKED, ACCOUNT_DISABLED})
+#: Google's other event types: recorded (with the accounts they name) and logged. gwsync
+#: signs nobody in, so it has no session to end (sessions-revoked), nothing it disabled
+#: to re-enable (account-enabled: account-disabled already erased), and watches for
+#: suspicious activity (account-credential-change-required) by what the grant does next.
+RECORDED_EVENTS = frozenset({SESSIONS_REVOKED, ACCOUNT_ENABLED, CREDENTIAL_CHANGE_REQUIRED,
+                             VERIFICATION})
+GOOGLE_EVENTS = ERASING_EVENTS | RECORDED_EVENTS
 CACHE_S = 3600.0
+#: Unknown kids refresh Google's keys at most this often.
+MIN_REFRESH_S = 300.0
+#: After a failed fetch, the next may come this soon (Google's retry should find the keys).
+FAILED_RETRY_S = 10.0
+#: How far in the future an `iat` may be (clock skew) before the token is refused.
+MAX_IAT_SKEW_S = 300
 
 
 class InvalidSecurityEvent(ValueError):
@@ -37,6 +63,10 @@ class InvalidSecurityEvent(ValueError):
     def __init__(self, description: str, err: str = "invalid_request") -> None:
         super().__init__(description)
         self.err = err
+
+
+class KeysUnavailableError(RuntimeError):
+    """Google's discovery document or keys could not be fetched: try the event later."""
 
 
 @dataclass(frozen=True)
@@ -51,38 +81,75 @@ class SecurityEvent:
 
 @dataclass
 class RiscVerifier:
-    """Verifies SETs; caches Google's discovery document and keys, refetching on a new kid."""
+    """Verifies SETs against Google's keys, cached and refreshed as the module says."""
 
     endpoints: Endpoints
     audiences: tuple[str, ...]
     http: aiohttp.ClientSession
+    min_refresh_s: float = MIN_REFRESH_S
+    clock: Callable[[], float] = time.monotonic
     _config: dict[str, Any] | None = None
     _keys: jwt.PyJWKSet | None = None
-    _fetched_at: float = field(default=0.0)
+    _fetched_at: float = 0.0
+    _attempted_at: float | None = None
+    _attempts: int = 0
+    _failed: bool = False
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         async with self.http.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
             resp.raise_for_status()
             body = await resp.json(content_type=None)
         if not isinstance(body, dict):
-            raise InvalidSecurityEvent("RISC discovery answered something other than an object")
+            raise ValueError("Google answered something other than an object")
         return body
 
+    async def _fetch(self) -> None:
+        try:
+            config = await self._get_json(self.endpoints.risc_configuration)
+            keys = jwt.PyJWKSet.from_dict(await self._get_json(str(config["jwks_uri"])))
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError,
+                jwt.PyJWTError) as exc:
+            self._failed = True
+            raise KeysUnavailableError(type(exc).__name__) from None
+        self._config, self._keys, self._failed = config, keys, False
+        self._fetched_at = self.clock()
+
     async def _refresh(self) -> None:
-        self._config = await self._get_json(self.endpoints.risc_configuration)
-        self._keys = jwt.PyJWKSet.from_dict(await self._get_json(self._config["jwks_uri"]))
-        self._fetched_at = time.monotonic()
+        """Fetch the keys unless another request just did or one did too recently."""
+        seen = self._attempts
+        async with self._lock:
+            if self._attempts != seen:  # a concurrent request fetched (or failed) for us
+                return
+            now = self.clock()
+            interval = FAILED_RETRY_S if self._failed else self.min_refresh_s
+            if self._attempted_at is not None and now - self._attempted_at < interval:
+                return
+            self._attempts += 1
+            self._attempted_at = now
+            await self._fetch()
+
+    def _find(self, kid: str) -> Any:
+        for key in self._keys.keys if self._keys is not None else ():
+            if key.key_id == kid:
+                return key.key
+        return None
 
     async def _key(self, kid: str) -> Any:
-        if self._keys is None or time.monotonic() - self._fetched_at > CACHE_S:
-            await self._refresh()
-        for attempt in range(2):
-            assert self._keys is not None
-            for key in self._keys.keys:
-                if key.key_id == kid:
-                    return key.key
-            if attempt == 0:
-                await self._refresh()  # Google may have rotated its keys
+        if self._keys is None or self.clock() - self._fetched_at > CACHE_S:
+            try:
+                await self._refresh()
+            except KeysUnavailableError:
+                if self._keys is None:
+                    raise  # stale keys still verify what they signed
+        key = self._find(kid)
+        if key is None:
+            await self._refresh()  # Google may have rotated its keys
+            key = self._find(kid)
+        if key is not None:
+            return key
+        if self._keys is None or self._failed:
+            raise KeysUnavailableError("Google's keys could not be fetched")
         raise InvalidSecurityEvent("unknown key id", err="invalid_key")
 
     async def verify(self, token: str) -> SecurityEvent:
@@ -97,10 +164,11 @@ class RiscVerifier:
         try:
             claims = jwt.decode(
                 token, key=key, algorithms=["RS256"], audience=list(self.audiences),
-                issuer=self._config.get("issuer"),
-                options={"verify_exp": False, "require": ["iss", "aud", "iat", "jti"]},
+                issuer=self._config.get("issuer"), leeway=MAX_IAT_SKEW_S,
+                options={"verify_exp": False, "verify_iat": True,
+                         "require": ["iss", "aud", "iat", "jti"]},
             )
-        except jwt.PyJWTError as exc:
+        except jwt.PyJWTError as exc:  # an `iat` past the leeway: ImmatureSignatureError
             raise InvalidSecurityEvent(type(exc).__name__) from exc
         events = claims.get("events")
         if not isinstance(events, dict) or not all(isinstance(v, dict) for v in events.values()):

@@ -12,15 +12,11 @@ from typing import Any
 
 from aiohttp import web
 
-from gwsync.emulator.errors import UnknownContactError, UnknownUserError
+from gwsync.emulator.errors import NotFoundError
 from gwsync.emulator.state import STATE_KEY, EmulatorState
 
 PREFIX = "/_emulator"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class BadRequest(Exception):
-    """The admin request body is malformed."""
 
 
 def _error(status: int, error: str, detail: str) -> web.Response:
@@ -29,16 +25,15 @@ def _error(status: int, error: str, detail: str) -> web.Response:
 
 @web.middleware
 async def admin_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Map admin failures to JSON 4xx; leaves non-admin routes alone."""
+    """Map admin failures to JSON 4xx (an unknown user, contact, event, file or message is
+    404 ``unknown_<kind>``); leaves non-admin routes alone."""
     if not request.path.startswith(PREFIX + "/"):
         return await handler(request)
     try:
         return await handler(request)
-    except UnknownUserError as exc:
-        return _error(404, "unknown_user", str(exc.args[0]))
-    except UnknownContactError as exc:
-        return _error(404, "unknown_contact", str(exc.args[0]))
-    except (BadRequest, ValueError, TypeError) as exc:
+    except NotFoundError as exc:
+        return _error(404, f"unknown_{exc.kind}", exc.key)
+    except (ValueError, TypeError) as exc:  # a malformed body (JSON errors are ValueErrors)
         return _error(400, "bad_request", str(exc))
 
 
@@ -48,14 +43,14 @@ async def _json(request: web.Request) -> dict[str, Any]:
         return {}
     body = await request.json()
     if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
+        raise ValueError("body must be a JSON object")
     return body
 
 
 def _list_field(body: dict[str, Any], key: str) -> list[Any]:
     value = body.get(key, [])
     if not isinstance(value, list):
-        raise BadRequest(f"{key} must be a list")
+        raise ValueError(f"{key} must be a list")
     return value
 
 
@@ -63,7 +58,7 @@ def _persons(body: Any) -> list[dict[str, Any]]:
     """A list of person objects, from a list or from a body's ``contacts`` key."""
     persons = body.get("contacts", []) if isinstance(body, dict) else body
     if not isinstance(persons, list) or not all(isinstance(p, dict) for p in persons):
-        raise BadRequest("contacts must be a list of person objects")
+        raise ValueError("contacts must be a list of person objects")
     return persons
 
 
@@ -75,7 +70,7 @@ async def create_user(request: web.Request) -> web.Response:
     """``POST /_emulator/users`` ``{email, contacts?, scopes?, key?}`` → 201 ``{user, …}``."""
     body = await _json(request)
     if not isinstance(body.get("email"), str) or not body["email"]:
-        raise BadRequest("email is required")
+        raise ValueError("email is required")
     issued = _state(request).add_user(
         body["email"], _persons(body), _list_field(body, "scopes"), body.get("key")
     )
@@ -108,6 +103,13 @@ async def update_contact(request: web.Request) -> web.Response:
     return web.json_response({"etag": etag})
 
 
+async def rename_contact(request: web.Request) -> web.Response:
+    """``POST …/contacts/{id}/rename``: the contact gets a new resource name (Google
+    renames contacts when a profile is linked or unlinked) → ``{resourceName}``."""
+    name = _state(request).rename_contact(request.match_info["user"], request.match_info["id"])
+    return web.json_response({"resourceName": name})
+
+
 async def delete_contact(request: web.Request) -> web.Response:
     """``DELETE …/contacts/{id}``."""
     _state(request).delete_contact(request.match_info["user"], request.match_info["id"])
@@ -138,15 +140,16 @@ async def revocations(request: web.Request) -> web.Response:
 
 
 async def add_fault(request: web.Request) -> web.Response:
-    """``POST /_emulator/faults`` ``{path_prefix, status, count?, delay_ms?}``."""
+    """``POST /_emulator/faults`` ``{path_prefix, status, count?, delay_ms?, after?}``."""
     body = await _json(request)
     if not isinstance(body.get("path_prefix"), str) or not body["path_prefix"].startswith("/"):
-        raise BadRequest("path_prefix must be a path starting with /")
+        raise ValueError("path_prefix must be a path starting with /")
     fault = _state(request).add_fault(
         body["path_prefix"],
         int(body.get("status", 503)),
         int(body.get("count", 1)),
         int(body.get("delay_ms", 0)),
+        int(body.get("after", 0)),
     )
     return web.json_response(fault.as_json(), status=201)
 
@@ -162,6 +165,20 @@ async def clear_faults(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
+async def put_page_tokens(request: web.Request) -> web.Response:
+    """``PUT /_emulator/page-tokens`` ``{ttl_s}``: how long every API's page tokens live."""
+    ttl = (await _json(request)).get("ttl_s")
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl < 0:
+        raise ValueError("ttl_s must be a non-negative number of seconds")
+    _state(request).cursors.page_token_ttl = ttl
+    return await get_page_tokens(request)
+
+
+async def get_page_tokens(request: web.Request) -> web.Response:
+    """``GET /_emulator/page-tokens``: ``{ttl_s}``."""
+    return web.json_response({"ttl_s": _state(request).cursors.page_token_ttl})
+
+
 def setup(app: web.Application) -> None:
     """Register the admin routes."""
     user = PREFIX + "/users/{user}"
@@ -170,6 +187,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post(user + "/contacts", add_contacts)
     app.router.add_patch(user + "/contacts/{id}", update_contact)
     app.router.add_delete(user + "/contacts/{id}", delete_contact)
+    app.router.add_post(user + "/contacts/{id}/rename", rename_contact)
     app.router.add_post(user + "/revoke", revoke_user)
     app.router.add_post(user + "/expire-sync-tokens", expire_sync_tokens)
     app.router.add_get(PREFIX + "/calls", calls)
@@ -177,3 +195,5 @@ def setup(app: web.Application) -> None:
     app.router.add_post(PREFIX + "/faults", add_fault)
     app.router.add_get(PREFIX + "/faults", list_faults)
     app.router.add_delete(PREFIX + "/faults", clear_faults)
+    app.router.add_put(PREFIX + "/page-tokens", put_page_tokens)
+    app.router.add_get(PREFIX + "/page-tokens", get_page_tokens)

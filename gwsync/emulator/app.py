@@ -24,13 +24,16 @@ from gwsync.emulator import (
     people,
     push,
     quota,
+    realism,
     risc,
+    signing,
     watch,
 )
 from gwsync.emulator.auth import bearer_token
-from gwsync.emulator.errors import ApiError, OAuthError
+from gwsync.emulator.errors import GoogleApiError, OAuthError
+from gwsync.emulator.faults import Fault
 from gwsync.emulator.seed import seed_demo_user
-from gwsync.emulator.state import STATE_KEY, EmulatorState, Fault
+from gwsync.emulator.state import STATE_KEY, EmulatorState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Paths answering in OAuth's error dialect rather than ``google.rpc.Status``.
@@ -53,19 +56,37 @@ def _fault_response(path: str, fault: Fault) -> web.Response:
         if fault.status < 500 and fault.status != 429:
             error = "invalid_request"
         return web.json_response(OAuthError(fault.status, error).body(), status=fault.status)
-    return web.json_response(ApiError(fault.status).body(), status=fault.status)
+    return web.json_response(GoogleApiError(fault.status).body(), status=fault.status)
+
+
+def _caller(request: web.Request) -> str | None:
+    """The user whose access token the request carries (known, even if since revoked)."""
+    raw = bearer_token(request)
+    token = request.app[STATE_KEY].access_tokens.get(raw) if raw else None
+    return token.user if token is not None else None
 
 
 @web.middleware
 async def in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count each user's API requests in flight, injected latency included."""
-    state = request.app[STATE_KEY]
-    raw = bearer_token(request)
-    token = state.access_tokens.get(raw) if raw else None
-    if token is None:
+    user = _caller(request)
+    if user is None:
         return await handler(request)
-    with state.request_in_flight(token.user, request.path):
+    with request.app[STATE_KEY].request_in_flight(user, request.path):
         return await handler(request)
+
+
+@web.middleware
+async def realistic(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Latency, concurrency limits and random failures of API calls, when turned on.
+
+    A batch POST itself is not a call: its parts, which come back through this
+    application one by one, are.
+    """
+    realism, user = request.app[STATE_KEY].realism, _caller(request)
+    if realism is None or user is None or request.path.startswith("/batch"):
+        return await handler(request)
+    return await realism.around(user, request.path, lambda: handler(request))
 
 
 @web.middleware
@@ -86,7 +107,7 @@ async def google_errors(request: web.Request, handler: Handler) -> web.StreamRes
     """Render the emulator's exceptions as Google's JSON error bodies."""
     try:
         return await handler(request)
-    except ApiError as exc:
+    except GoogleApiError as exc:
         return web.json_response(exc.body(), status=exc.code, headers=exc.headers)
     except OAuthError as exc:
         return web.json_response(exc.body(), status=exc.http_status)
@@ -94,7 +115,8 @@ async def google_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 def create_app(state: EmulatorState | None = None) -> web.Application:
     """The emulator as an aiohttp application around ``state`` (a fresh one by default)."""
-    app = web.Application(middlewares=[in_flight, faults, google_errors, admin.admin_errors])
+    app = web.Application(
+        middlewares=[in_flight, google_errors, realistic, faults, admin.admin_errors])
     app[STATE_KEY] = state if state is not None else EmulatorState()
     oauth.setup(app)
     consent.setup(app)
@@ -104,8 +126,10 @@ def create_app(state: EmulatorState | None = None) -> web.Application:
     gmail.setup(app)
     batch.setup(app)
     risc.setup(app)
+    signing.setup(app)
     watch.setup(app)
     quota.setup(app)
+    realism.setup(app)
     push.setup(app)
     admin.setup(app)
     return app

@@ -1,7 +1,7 @@
 """Bearer-token authorisation of API calls, against the discovery documents' scopes.
 
 The scope that authorises a method is read from the same bundled discovery documents
-that gwsync uses to compute each feature's scope (``gwsync.connectors.discovery``), so
+that gwsync uses to compute each feature's scope (``gwsync.core.discovery``), so
 the emulator cannot drift from the production scope table. Each route declares its
 discovery method id; :func:`google_api` checks the token, logs the call and lets the
 handler run.
@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gwsync.connectors import discovery
+from gwsync.core import discovery
 from gwsync.emulator import quota
-from gwsync.emulator.errors import ApiError
-from gwsync.emulator.state import STATE_KEY, AccessToken
+from gwsync.emulator.errors import GoogleApiError
+from gwsync.emulator.grants import BearerToken
+from gwsync.emulator.state import STATE_KEY
 
 #: Google's real message goes on with " See https://developers.google.com/identity/sign-in/
 #: web/devconsole-project."; clients match on the first sentences, which are kept verbatim.
@@ -49,9 +50,9 @@ class ApiMethod:
         return discovery.method_scopes(self.id)
 
 
-def unauthenticated() -> ApiError:
+def unauthenticated() -> GoogleApiError:
     """401 for a missing, unknown, expired or revoked bearer token."""
-    return ApiError(
+    return GoogleApiError(
         401,
         UNAUTHENTICATED_MESSAGE,
         "UNAUTHENTICATED",
@@ -59,7 +60,7 @@ def unauthenticated() -> ApiError:
     )
 
 
-def insufficient_scope(method: ApiMethod) -> ApiError:
+def insufficient_scope(method: ApiMethod) -> GoogleApiError:
     """403 for a valid token none of whose scopes authorises ``method``."""
     info = {
         "@type": "type.googleapis.com/google.rpc.ErrorInfo",
@@ -68,7 +69,7 @@ def insufficient_scope(method: ApiMethod) -> ApiError:
         "metadata": {"service": method.service, "method": method.rpc},
     }
     scope_list = " ".join(sorted(method.scopes))
-    return ApiError(
+    return GoogleApiError(
         403,
         INSUFFICIENT_SCOPE_MESSAGE,
         "PERMISSION_DENIED",
@@ -83,7 +84,7 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def authorize(request: web.Request, method: ApiMethod) -> AccessToken:
+def authorize(request: web.Request, method: ApiMethod) -> BearerToken:
     """The caller's access token if it authorises ``method``; otherwise raise 401/403."""
     raw = bearer_token(request)
     token = request.app[STATE_KEY].authenticate(raw) if raw else None
@@ -94,7 +95,7 @@ def authorize(request: web.Request, method: ApiMethod) -> AccessToken:
     return token
 
 
-ApiHandler = Callable[[web.Request, AccessToken], Awaitable[web.StreamResponse]]
+ApiHandler = Callable[[web.Request, BearerToken], Awaitable[web.StreamResponse]]
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -114,7 +115,7 @@ def google_api(method: ApiMethod) -> Callable[[ApiHandler], Route]:
             try:
                 quota.charge(state, method.id, token.user)
                 response = await handler(request, token)
-            except ApiError as exc:
+            except GoogleApiError as exc:
                 state.record_call(method.id, token, exc.code)
                 raise
             state.record_call(method.id, token, response.status)

@@ -6,7 +6,7 @@ them. Each inner request runs through this same application — routing, faults,
 ``google_api`` bearer/scope check and the call log — so n batched calls count as n
 calls, as they do in Google's quota. The answer is ``multipart/mixed`` with one
 ``application/http`` response per part, ``Content-ID: <response-…>``, in order; an
-error inside a part never fails the batch (reference §5.6).
+error inside a part never fails the batch (docs/google.md §5.6).
 
 Served at ``/batch`` (the discovery ``batchPath`` of Gmail and People, posted to their
 own hosts) and ``/batch/{api}/{version}`` (Calendar, Drive, and the documented Gmail form).
@@ -14,8 +14,11 @@ own hosts) and ``/batch/{api}/{version}`` (Calendar, Drive, and the documented G
 
 from __future__ import annotations
 
+import asyncio
+import email.message
 import email.parser
 import email.policy
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ from http import HTTPStatus
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gwsync.emulator.errors import ApiError, InvalidArgument
+from gwsync.emulator.errors import GoogleApiError, invalid_argument
 
 #: Per API, where its inner paths start and how many calls one batch may hold.
 API_PREFIXES = {("gmail", "v1"): "/gmail/v1/", ("calendar", "v3"): "/calendar/v3/",
@@ -64,7 +67,7 @@ def _parse_part(text: str, content_id: str | None) -> Part:
     lines = head.splitlines()
     request_line = lines[0].split(" ") if lines else []
     if len(request_line) < 2 or not request_line[1].startswith("/"):
-        raise InvalidArgument("Each batch part must hold an HTTP request with a path-only URL.")
+        raise invalid_argument("Each batch part must hold an HTTP request with a path-only URL.")
     headers: CIMultiDict[str] = CIMultiDict()
     for line in lines[1:]:
         name, sep, value = line.partition(":")
@@ -76,17 +79,19 @@ def _parse_part(text: str, content_id: str | None) -> Part:
 def parse_batch(content_type: str, body: bytes) -> list[Part]:
     """The inner requests of a ``multipart/mixed`` body, in order."""
     if not content_type.lower().startswith("multipart/mixed"):
-        raise InvalidArgument("A batch request must be multipart/mixed.")
+        raise invalid_argument("A batch request must be multipart/mixed.")
     envelope = f"Content-Type: {content_type}\r\n\r\n".encode() + body
     message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(envelope)
     if not message.is_multipart():
-        raise InvalidArgument("A batch request must be multipart/mixed with a boundary.")
+        raise invalid_argument("A batch request must be multipart/mixed with a boundary.")
     parts = []
     for sub in message.get_payload():
-        if sub.get_content_type() != "application/http":
-            raise InvalidArgument("Each batch part must be of type application/http.")
-        payload = sub.get_payload(decode=True) or b""
-        parts.append(_parse_part(payload.decode("utf-8"), sub.get("Content-ID")))
+        if not isinstance(sub, email.message.Message) or (
+                sub.get_content_type() != "application/http"):
+            raise invalid_argument("Each batch part must be of type application/http.")
+        payload = sub.get_payload(decode=True)
+        text = payload.decode("utf-8") if isinstance(payload, bytes) else ""
+        parts.append(_parse_part(text, sub.get("Content-ID")))
     return parts
 
 
@@ -95,16 +100,16 @@ def _check_api(parts: list[Part], api: str | None, version: str | None) -> None:
     if api is not None:
         prefix = API_PREFIXES.get((api, version or ""))
         if prefix is None:
-            raise ApiError(404)
+            raise GoogleApiError(404)
         if any(not p.target.startswith(prefix) for p in parts):
-            raise InvalidArgument(f"Every request in this batch must target {prefix}.")
+            raise invalid_argument(f"Every request in this batch must target {prefix}.")
     if any(p.target.startswith("/batch") for p in parts):
-        raise InvalidArgument("Batch requests cannot be nested.")
+        raise invalid_argument("Batch requests cannot be nested.")
     name = api or next((a for (a, _), pre in API_PREFIXES.items()
                         if parts and parts[0].target.startswith(pre)), "")
     limit = LIMITS.get(name, DEFAULT_LIMIT)
     if len(parts) > limit:
-        raise InvalidArgument(f"Too many requests in batch: at most {limit} are allowed.")
+        raise invalid_argument(f"Too many requests in batch: at most {limit} are allowed.")
 
 
 async def _run(request: web.Request, part: Part) -> Answer:
@@ -120,12 +125,12 @@ async def _run(request: web.Request, part: Part) -> Answer:
     try:
         response = await request.app._handle(inner)  # noqa: SLF001 — routing + middlewares
     except web.HTTPException as exc:
-        error = ApiError(exc.status)
+        error = GoogleApiError(exc.status)
         return Answer(exc.status, CIMultiDict({"Content-Type": "application/json; "
                                                "charset=UTF-8"}),
-                      web.json_response(error.body()).body)
+                      json.dumps(error.body()).encode())
     if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
-        raise ApiError(500, "The emulator cannot batch a streamed response.")
+        raise GoogleApiError(500, "The emulator cannot batch a streamed response.")
     return Answer(response.status, CIMultiDict(response.headers), response.body)
 
 
@@ -151,7 +156,8 @@ async def batch(request: web.Request) -> web.Response:
     template = request.clone()
     parts = parse_batch(request.headers.get("Content-Type", ""), await request.read())
     _check_api(parts, request.match_info.get("api"), request.match_info.get("version"))
-    answers = [await _run(template, part) for part in parts]
+    # Google runs the parts as individual calls, side by side (docs/google.md §9.4).
+    answers = list(await asyncio.gather(*(_run(template, part) for part in parts)))
     boundary = "batch_" + secrets.token_urlsafe(12)
     return web.Response(body=_render(boundary, parts, answers),
                         headers={"Content-Type": f"multipart/mixed; boundary={boundary}"})

@@ -6,30 +6,34 @@ as ``status: "cancelled"``; the parameters that cannot go with a sync token are
 refused; an expired or unknown token answers ``410 fullSyncRequired``. As for People,
 a listing is snapshotted on its first page (which events, up to which change), so a
 change made while paging shows up in the next incremental sync instead of being lost.
+Recurring series (`calendar_recurrence`) are listed as their master and exceptions, or
+with ``singleEvents=true`` as their instances; a sync token remembers the initial call's
+``singleEvents`` and ``showDeleted`` and refuses a call that changes them (see `_start`).
 
 Calendar v3 still answers errors in the older JSON shape its error guide documents
 (``{"error": {"errors": [{domain, reason, message}], "code", "message"}}``); 401/403 for
 tokens come from `auth.py`, in the shape Google's front end uses for every API.
-Per-user data lives in ``state.api_data("calendar", ...)`` (see `calendar_events`).
+Per-user data lives in ``state.api_data("calendar", ...)`` (see `calendar_events`, which
+also holds the in-process helpers; the admin routes are `calendar_admin`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from multidict import MultiMapping
 
+from gwsync.emulator import calendar_admin
 from gwsync.emulator import calendar_events as ev
-from gwsync.emulator.admin import PREFIX, BadRequest
 from gwsync.emulator.auth import ApiMethod, google_api
-from gwsync.emulator.calendar_events import CalendarData
-from gwsync.emulator.errors import ApiError
-from gwsync.emulator.state import STATE_KEY, AccessToken, EmulatorState
+from gwsync.emulator.calendar_events import CalendarData, calendar_of
+from gwsync.emulator.errors import GoogleApiError, error_item
+from gwsync.emulator.grants import BearerToken
+from gwsync.emulator.state import STATE_KEY, EmulatorState
 
 #: ``rpc``/``service`` appear only in 403 ErrorInfo metadata; these names are our best
 #: reading of what Google sends for Calendar, not documented.
@@ -48,77 +52,35 @@ UNSUPPORTED = ("iCalUID", "privateExtendedProperty", "q", "sharedExtendedPropert
 FULL_SYNC_REQUIRED = "Sync token is no longer valid, a full sync is required."
 
 
-class CalendarError(ApiError):
+def calendar_error(code: int, message: str, reason: str) -> GoogleApiError:
     """An error in Calendar v3's documented shape, with a ``reason`` clients match on."""
-
-    def __init__(self, code: int, message: str, reason: str) -> None:
-        super().__init__(code, message)
-        self.reason = reason
-
-    def body(self) -> dict[str, Any]:
-        detail = {"domain": "global", "reason": self.reason, "message": self.message}
-        return {"error": {"errors": [detail], "code": self.code, "message": self.message}}
+    return GoogleApiError(code, message, errors=[error_item(reason, message)], rpc_status=False)
 
 
-def bad_request(message: str, reason: str = "badRequest") -> CalendarError:
+def bad_request(message: str, reason: str = "badRequest") -> GoogleApiError:
     """A 400; Google's exact messages for most of these are not documented."""
-    return CalendarError(400, message, reason)
+    return calendar_error(400, message, reason)
 
 
-def full_sync_required() -> CalendarError:
+def full_sync_required() -> GoogleApiError:
     """The documented answer to an expired (here also: unknown) sync token."""
-    return CalendarError(410, FULL_SYNC_REQUIRED, "fullSyncRequired")
+    return calendar_error(410, FULL_SYNC_REQUIRED, "fullSyncRequired")
 
 
-def not_found() -> CalendarError:
-    return CalendarError(404, "Not Found", "notFound")
-
-
-# -- in-process helpers (tests, seed, admin routes) ------------------------------------
-
-
-def calendar_of(state: EmulatorState, user_key: str) -> CalendarData:
-    """The user's primary calendar (created empty on first use)."""
-    return state.api_data("calendar", user_key, CalendarData)
-
-
-def add_events(state: EmulatorState, user_key: str, events: list[Mapping[str, Any]]) -> list[str]:
-    """Add Calendar-API-shaped event dicts (``start``/``end`` required); returns their ids."""
-    data = calendar_of(state, user_key)
-    return [data.add(e, state.now(), salt=user_key).id for e in events]
-
-
-def update_event(state: EmulatorState, user_key: str, event_id: str,
-                 changes: Mapping[str, Any]) -> str:
-    """Replace fields of an event (``None`` removes one); returns the new etag."""
-    return calendar_of(state, user_key).update(event_id, changes, state.now()).etag
-
-
-def cancel_event(state: EmulatorState, user_key: str, event_id: str) -> None:
-    """Delete an event; incremental syncs report it as ``cancelled``."""
-    calendar_of(state, user_key).cancel(event_id, state.now())
-
-
-def expire_calendar_sync_tokens(state: EmulatorState, user_key: str) -> int:
-    """Every Calendar sync token of the user now answers 410; returns how many were live."""
-    return calendar_of(state, user_key).expire_tokens()
-
-
-def events(state: EmulatorState, user_key: str) -> list[dict[str, Any]]:
-    """The user's live events as ``events.list`` renders them, oldest change first."""
-    email = state.user(user_key).email
-    return [e.render(email) for e in calendar_of(state, user_key).ordered() if not e.cancelled]
+def not_found() -> GoogleApiError:
+    return calendar_error(404, "Not Found", "notFound")
 
 
 def busy(data: CalendarData, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
-    """Busy time in ``[start, end)``: opaque events, clipped to the window, overlaps merged.
+    """Busy time in ``[start, end)``: opaque events and instances of series, clipped to
+    the window, overlaps merged.
 
     That Google clips to the window and merges overlapping events is what its answers
     show, not what its reference states.
     """
     spans = sorted(
         (max(s, start), min(e, end))
-        for s, e in (x.span() for x in data.events.values() if x.busy())
+        for s, e in (x.span() for x in data.listable(True, start, end) if x.busy())
         if s < end and e > start
     )
     merged: list[tuple[datetime, datetime]] = []
@@ -128,39 +90,6 @@ def busy(data: CalendarData, start: datetime, end: datetime) -> list[tuple[datet
         else:
             merged.append((s, e))
     return merged
-
-
-def fake_event(i: int, base: datetime) -> dict[str, Any]:
-    """The ``i``-th fake event: three a day from ``base``, with more than gwsync stores."""
-    start = base + timedelta(days=i // 3, hours=9 + 3 * (i % 3))
-    end = start + timedelta(minutes=30 if i % 2 else 60)
-    event: dict[str, Any] = {
-        "summary": f"Meeting #{i}",
-        "description": f"Private agenda #{i}: budget figures.",
-        "location": f"Room {100 + i % 7}",
-        "start": {"dateTime": ev.format_time(start), "timeZone": "UTC"},
-        "end": {"dateTime": ev.format_time(end), "timeZone": "UTC"},
-        "attendees": [
-            {"email": f"guest.{i}@example.com", "responseStatus": "accepted"},
-            {"email": f"other.{i}@example.com", "responseStatus": "needsAction"},
-        ],
-    }
-    if i % 7 == 6:  # a few events are marked "free" and block no time
-        event["transparency"] = "transparent"
-    return event
-
-
-def seed_calendar(state: EmulatorState, user_key: str, n_events: int,
-                  base: datetime | None = None) -> list[str]:
-    """Give the user ``n_events`` deterministic events from ``base`` (default: tomorrow 00:00 UTC).
-
-    The same ``n_events`` and ``base`` always give the same events and ids.
-    """
-    if base is None:
-        today = datetime.fromtimestamp(state.now(), UTC).replace(
-            hour=0, minute=0, second=0, microsecond=0)
-        base = today + timedelta(days=1)
-    return add_events(state, user_key, [fake_event(i, base) for i in range(n_events)])
 
 
 # -- freebusy.query --------------------------------------------------------------------
@@ -209,7 +138,7 @@ def freebusy(state: EmulatorState, user_key: str, body: Mapping[str, Any]) -> di
 
 
 @google_api(FREEBUSY_QUERY)
-async def freebusy_query(request: web.Request, token: AccessToken) -> web.Response:
+async def freebusy_query(request: web.Request, token: BearerToken) -> web.Response:
     """``POST /calendar/v3/freeBusy``."""
     try:
         body = await request.json()
@@ -232,6 +161,9 @@ class EventsQuery:
     sync_token: str | None
     show_deleted: bool
     single_events: bool
+    #: ``showDeleted`` as the caller sent it (false when absent), to compare with the
+    #: initial listing's; `show_deleted` is what applies (always true with a sync token).
+    asked_deleted: bool
     time_min: datetime | None
     time_max: datetime | None
     order_by: str | None
@@ -240,6 +172,10 @@ class EventsQuery:
         """What must equal the first call's parameters when paging (maxResults may vary)."""
         return (self.sync_token, self.show_deleted, self.single_events, self.time_min,
                 self.time_max, self.order_by)
+
+    def sync_params(self) -> tuple[Any, ...]:
+        """What an incremental call must repeat of the initial one (its sync token's)."""
+        return (self.single_events, self.asked_deleted)
 
 
 @dataclass(frozen=True)
@@ -252,6 +188,10 @@ class Listing:
     upto_seq: int
     incremental: bool
     show_deleted: bool
+    single_events: bool
+    #: Carried by the sync tokens this listing issues (see `CalendarData.changed`).
+    params: tuple[Any, ...]
+    time_min: datetime | None
 
 
 def _flag(query: MultiMapping[str], name: str) -> bool | None:
@@ -313,7 +253,8 @@ def parse_events_query(query: MultiMapping[str]) -> EventsQuery:
     return EventsQuery(
         max_results=_max_results(query), page_token=query.get("pageToken") or None,
         sync_token=sync_token, show_deleted=bool(show_deleted) or sync_token is not None,
-        single_events=bool(single_events), time_min=_query_time(query, "timeMin"),
+        single_events=bool(single_events), asked_deleted=bool(show_deleted),
+        time_min=_query_time(query, "timeMin"),
         time_max=_query_time(query, "timeMax"), order_by=order_by,
     )
 
@@ -325,9 +266,16 @@ def _in_window(event: ev.StoredEvent, q: EventsQuery) -> bool:
             and (q.time_max is None or start < q.time_max))
 
 
+def _shown(event: ev.StoredEvent, show_deleted: bool, single_events: bool) -> bool:
+    """Live events; cancelled ones with ``showDeleted``, and cancelled exceptions of a
+    series even without it when ``singleEvents`` is false (as the reference says)."""
+    return (not event.cancelled or show_deleted
+            or (not single_events and event.series_id is not None))
+
+
 def _full_items(data: CalendarData, q: EventsQuery) -> list[ev.StoredEvent]:
-    chosen = [e for e in data.ordered()
-              if (q.show_deleted or not e.cancelled) and _in_window(e, q)]
+    chosen = [e for e in data.listable(q.single_events, q.time_min, q.time_max)
+              if _shown(e, q.show_deleted, q.single_events) and _in_window(e, q)]
     if q.order_by == "startTime":
         return sorted(chosen, key=lambda e: e.span()[0])
     if q.order_by == "updated":
@@ -336,21 +284,33 @@ def _full_items(data: CalendarData, q: EventsQuery) -> list[ev.StoredEvent]:
 
 
 def _start(data: CalendarData, q: EventsQuery) -> Listing:
-    """Snapshot a new listing: a full one, or the changes since a sync token."""
-    if q.sync_token:
-        record = data.token(q.sync_token)
-        if record is None:
-            raise full_sync_required()
-        chosen = data.changed(record.seq, data.seq)
-    else:
-        chosen = _full_items(data, q)
-    return Listing(data, tuple(e.id for e in chosen), q.fingerprint(), data.seq,
-                   q.sync_token is not None, q.show_deleted)
+    """Snapshot a new listing: a full one, or the changes since a sync token.
+
+    An incremental call must repeat the initial call's parameters: Google calls anything
+    else "undefined behavior" (the ``syncToken`` description), and users report every
+    event ever deleted coming back when ``showDeleted`` is added only on incremental
+    calls (googleapis/google-api-ruby-client#860). Google is not known to refuse such a
+    call; the emulator makes the undefined behaviour loud instead — a 400 — so a client
+    that drifts is caught in tests rather than by its users.
+    """
+    if not q.sync_token:
+        return Listing(data, tuple(e.id for e in _full_items(data, q)), q.fingerprint(),
+                       data.seq, False, q.show_deleted, q.single_events, q.sync_params(),
+                       q.time_min)
+    record = data.token(q.sync_token)
+    if record is None:
+        raise full_sync_required()
+    if record.params and record.params != q.sync_params():
+        raise bad_request("The parameters of a sync-token request must be those of the "
+                          "initial synchronization (singleEvents, showDeleted).", "invalid")
+    chosen = data.changed(record.seq, data.seq, q.single_events, record.time_min)
+    return Listing(data, tuple(e.id for e in chosen), q.fingerprint(), data.seq, True,
+                   q.show_deleted, q.single_events, q.sync_params(), record.time_min)
 
 
 def _resume(state: EmulatorState, data: CalendarData, q: EventsQuery) -> tuple[Listing, int]:
     """The snapshot and offset behind a page token, if it belongs to this calendar and call."""
-    entry = state.page_tokens.get(q.page_token or "")
+    entry = state.page_cursor(q.page_token or "")
     if not isinstance(entry, tuple) or not isinstance(entry[0], Listing):
         raise bad_request("Invalid page token value.", "invalid")
     listing, offset = entry
@@ -367,9 +327,9 @@ def list_events(state: EmulatorState, user_key: str, q: EventsQuery) -> dict[str
     email = state.user(user_key).email
     items = []
     for event_id in listing.items[offset:end]:
-        event = data.events[event_id]
-        if event.cancelled and not listing.show_deleted:
-            continue  # cancelled after the snapshot: the next incremental sync says so
+        event = data.resolve(event_id)
+        if event is None or not _shown(event, listing.show_deleted, listing.single_events):
+            continue  # gone after the snapshot: the next incremental sync says so
         items.append(event.render(email))
     body: dict[str, Any] = {
         "kind": "calendar#events", "etag": f'"p{data.seq}"', "summary": email,
@@ -379,12 +339,13 @@ def list_events(state: EmulatorState, user_key: str, q: EventsQuery) -> dict[str
     if end < len(listing.items):
         body["nextPageToken"] = state.new_page_token((listing, end))
     else:
-        body["nextSyncToken"] = data.issue_token(listing.upto_seq)
+        body["nextSyncToken"] = data.issue_token(listing.upto_seq, listing.params,
+                                                 listing.time_min)
     return body
 
 
 @google_api(EVENTS_LIST)
-async def events_list(request: web.Request, token: AccessToken) -> web.Response:
+async def events_list(request: web.Request, token: BearerToken) -> web.Response:
     """``GET /calendar/v3/calendars/{calendarId}/events``."""
     state = request.app[STATE_KEY]
     if not _own(state, token.user, request.match_info["calendarId"]):
@@ -393,87 +354,8 @@ async def events_list(request: web.Request, token: AccessToken) -> web.Response:
     return web.json_response(list_events(state, token.user, query))
 
 
-# -- admin routes ----------------------------------------------------------------------
-
-
-def _admin_error(status: int, error: str, detail: str) -> web.Response:
-    return web.json_response({"error": error, "detail": detail}, status=status)
-
-
-def _event_list(body: Any) -> list[dict[str, Any]]:
-    """One event, a list, or ``{"events": [...]}``."""
-    found = body.get("events", [body]) if isinstance(body, dict) else body
-    if not isinstance(found, list) or not all(isinstance(e, dict) for e in found):
-        raise BadRequest("events must be a list of event objects")
-    return found
-
-
-async def _body(request: web.Request) -> Any:
-    try:
-        return await request.json() if request.can_read_body else {}
-    except json.JSONDecodeError:
-        raise BadRequest("body must be JSON") from None
-
-
-async def admin_add_events(request: web.Request) -> web.Response:
-    """``POST …/calendar/events`` → 201 ``{"ids": [...]}``."""
-    ids = add_events(request.app[STATE_KEY], request.match_info["user"],
-                     _event_list(await _body(request)))
-    return web.json_response({"ids": ids}, status=201)
-
-
-async def admin_list_events(request: web.Request) -> web.Response:
-    """``GET …/calendar/events``: the live events, as the API renders them."""
-    return web.json_response({"events": events(request.app[STATE_KEY],
-                                               request.match_info["user"])})
-
-
-async def admin_update_event(request: web.Request) -> web.Response:
-    """``PATCH …/calendar/events/{id}`` with the fields to replace (``null`` removes one)."""
-    body = await _body(request)
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
-    try:
-        etag = update_event(request.app[STATE_KEY], request.match_info["user"],
-                            request.match_info["id"], body)
-    except ev.UnknownEventError as exc:
-        return _admin_error(404, "unknown_event", str(exc.args[0]))
-    return web.json_response({"etag": etag})
-
-
-async def admin_cancel_event(request: web.Request) -> web.Response:
-    """``DELETE …/calendar/events/{id}``: the event becomes cancelled."""
-    try:
-        cancel_event(request.app[STATE_KEY], request.match_info["user"], request.match_info["id"])
-    except ev.UnknownEventError as exc:
-        return _admin_error(404, "unknown_event", str(exc.args[0]))
-    return web.json_response({})
-
-
-async def admin_expire_tokens(request: web.Request) -> web.Response:
-    """``POST …/calendar/expire-sync-tokens``: every Calendar sync token now answers 410."""
-    count = expire_calendar_sync_tokens(request.app[STATE_KEY], request.match_info["user"])
-    return web.json_response({"expired": count})
-
-
-async def admin_seed(request: web.Request) -> web.Response:
-    """``POST …/calendar/seed`` ``{"n_events": n}`` → 201 ``{"ids": [...]}``."""
-    body = await _body(request)
-    n = body.get("n_events") if isinstance(body, dict) else None
-    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 10_000:
-        raise BadRequest("n_events must be an integer from 0 to 10000")
-    ids = seed_calendar(request.app[STATE_KEY], request.match_info["user"], n)
-    return web.json_response({"ids": ids}, status=201)
-
-
 def setup(app: web.Application) -> None:
     """Register the Calendar API routes and their admin routes."""
     app.router.add_post("/calendar/v3/freeBusy", freebusy_query)
     app.router.add_get("/calendar/v3/calendars/{calendarId}/events", events_list)
-    admin = PREFIX + "/users/{user}/calendar"
-    app.router.add_post(admin + "/events", admin_add_events)
-    app.router.add_get(admin + "/events", admin_list_events)
-    app.router.add_patch(admin + "/events/{id}", admin_update_event)
-    app.router.add_delete(admin + "/events/{id}", admin_cancel_event)
-    app.router.add_post(admin + "/expire-sync-tokens", admin_expire_tokens)
-    app.router.add_post(admin + "/seed", admin_seed)
+    calendar_admin.setup(app)

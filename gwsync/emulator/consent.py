@@ -15,7 +15,13 @@ Where Google is not documented, this follows the observed or RFC shape:
   granted and ``prompt=consent`` was not asked — clients must keep their old one then);
 - a code is consumed by its first exchange attempt, successful or not (RFC 6749 §4.1.2
   says it must not be used twice; what Google does after a failed attempt is unknown);
-- codes live 10 minutes (Google says only "short-lived"); no ``id_token`` is issued.
+- codes live 10 minutes (Google says only "short-lived");
+- when the request asked for ``openid``, the exchange also returns an ``id_token``
+  (OpenID Connect Core §3.1.3.3): RS256 under Google's published keys
+  (`gwsync.emulator.signing`), ``iss`` ``https://accounts.google.com``, ``aud`` and
+  ``azp`` the client id, the user's stable ``sub``, an hour's ``exp``, and ``email`` /
+  ``email_verified`` only when ``email`` was granted. A refresh returns none here
+  (Google's may; clients must not depend on it).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -34,7 +41,8 @@ from weakref import WeakKeyDictionary
 
 from aiohttp import web
 
-from gwsync.connectors import discovery
+from gwsync.core import discovery
+from gwsync.emulator import signing
 from gwsync.emulator.errors import OAuthError
 from gwsync.emulator.state import STATE_KEY, EmulatorState
 
@@ -45,6 +53,14 @@ CODE_TTL_S = 600
 SIGN_IN = frozenset({"openid", "email", "profile",
                      "https://www.googleapis.com/auth/userinfo.email",
                      "https://www.googleapis.com/auth/userinfo.profile"})
+#: The `iss` of Google's id_tokens (google-auth accepts it with or without the scheme).
+ID_TOKEN_ISSUER = "https://accounts.google.com"
+ID_TOKEN_TTL_S = 3600
+_EMAIL_SCOPES = frozenset({"email", "https://www.googleapis.com/auth/userinfo.email"})
+#: How a granted sign-in scope is written in the token response's `scope` (observed:
+#: `email` comes back as the userinfo URL, `openid` as itself).
+_SIGN_IN_NAMES = {"email": "https://www.googleapis.com/auth/userinfo.email",
+                  "profile": "https://www.googleapis.com/auth/userinfo.profile"}
 #: The request parameters the consent form carries through to the approval.
 CARRIED = ("client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge",
            "code_challenge_method", "access_type", "include_granted_scopes", "prompt")
@@ -80,6 +96,8 @@ class AuthCode:
     method: str
     offline: bool
     expires_at: float
+    #: The request asked for `openid`: the exchange returns an id_token.
+    openid: bool = False
 
 
 #: Pending codes per emulator state (kept beside it: `EmulatorState` holds no codes).
@@ -200,7 +218,8 @@ def _granted(state: EmulatorState, auth: AuthRequest, user: str, ticked: list[st
              ) -> frozenset[str]:
     if not set(ticked) <= set(auth.scopes):
         raise ConsentError(400, "invalid_request", "A ticked scope was not requested.")
-    scopes = frozenset(ticked) | (frozenset(auth.scopes) & SIGN_IN)
+    sign_in = frozenset(auth.scopes) & SIGN_IN
+    scopes = frozenset(ticked) | {_SIGN_IN_NAMES.get(s, s) for s in sign_in}
     if auth.include_granted:
         for grant in state.grants.values():
             if grant.user == user and grant.client_id == auth.client_id \
@@ -214,7 +233,7 @@ def _issue_code(state: EmulatorState, auth: AuthRequest, user: str,
     code = "4/0" + secrets.token_urlsafe(48)
     _codes(state)[code] = AuthCode(user, auth.client_id, auth.redirect_uri, scopes,
                                    auth.challenge, auth.method, auth.offline,
-                                   state.now() + CODE_TTL_S)
+                                   state.now() + CODE_TTL_S, "openid" in auth.scopes)
     return code
 
 
@@ -271,7 +290,24 @@ def code_grant(state: EmulatorState, params: Mapping[str, str]) -> dict[str, Any
     _verify_pkce(entry, params.get("code_verifier"))
     issued = state.issue_grant(entry.user, entry.scopes)
     body = state.refresh(issued.refresh_token, state.client_id, state.client_secret)
+    if entry.openid:
+        body = {**body, "id_token": id_token(state, entry)}
     return {**body, "refresh_token": issued.refresh_token} if entry.offline else body
+
+
+def id_token(state: EmulatorState, entry: AuthCode) -> str:
+    """The OpenID Connect id_token of a code exchange, signed as Google signs it.
+
+    Times are the wall clock's (the emulator's clock may be moved for expiries, and a
+    token from the future is refused by every verifier).
+    """
+    now = int(time.time())
+    claims: dict[str, Any] = {"iss": ID_TOKEN_ISSUER, "azp": entry.client_id,
+                              "aud": entry.client_id, "sub": state.user(entry.user).sub,
+                              "iat": now, "exp": now + ID_TOKEN_TTL_S}
+    if entry.scopes & _EMAIL_SCOPES:
+        claims |= {"email": state.user(entry.user).email, "email_verified": True}
+    return signing.sign(claims)
 
 
 def setup(app: web.Application) -> None:

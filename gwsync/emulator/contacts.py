@@ -14,10 +14,10 @@ import copy
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from gwsync.emulator.errors import UnknownContactError
+from gwsync.emulator.errors import NotFoundError
 
 #: Keys of a person dict that the emulator manages itself; callers cannot set them as fields.
 MANAGED_KEYS = frozenset({"resourceName", "etag"})
@@ -32,6 +32,8 @@ class StoredPerson:
     seq: int
     etag: str = ""
     deleted: bool = False
+    #: Names this person had before (`PersonMetadata.previousResourceNames`), oldest first.
+    previous_names: list[str] = field(default_factory=list)
 
     def restamp(self, seq: int) -> None:
         """Record a change: new sequence number and a new etag, as Google changes etags."""
@@ -42,20 +44,34 @@ class StoredPerson:
         # Google's person etags are opaque strings starting with "%"; the rest is ours.
         self.etag = "%" + base64.urlsafe_b64encode(digest[:18]).decode()
 
-    def render(self, mask: Iterable[str]) -> dict[str, Any]:
+    def render(self, mask: Iterable[str], incremental: bool = False) -> dict[str, Any]:
         """The person as the API returns it: only the masked fields, always name and etag.
 
         A deleted person renders as a bare tombstone whatever the mask, which is what
-        incremental sync pages carry for deletions.
+        incremental sync pages carry for deletions. ``metadata`` in the mask adds the
+        person's metadata; its ``previousResourceNames`` is "populated only for
+        connections.list requests that include a sync token" (PersonMetadata reference).
         """
         out: dict[str, Any] = {"resourceName": self.resource_name, "etag": self.etag}
         if self.deleted:
             out["metadata"] = {"deleted": True}
             return out
         for name in mask:
-            if name in self.fields:
+            if name == "metadata":
+                out["metadata"] = self._metadata(incremental)
+            elif name in self.fields:
                 out[name] = copy.deepcopy(self.fields[name])
         return out
+
+    def _metadata(self, incremental: bool) -> dict[str, Any]:
+        """`PersonMetadata`: one CONTACT source (the contact's id and etag), the object
+        type, and on sync-token pages the names the person had before."""
+        source = {"type": "CONTACT", "id": self.resource_name.removeprefix("people/c"),
+                  "etag": self.etag}
+        meta: dict[str, Any] = {"sources": [source], "objectType": "PERSON"}
+        if incremental and self.previous_names:
+            meta["previousResourceNames"] = list(self.previous_names)
+        return meta
 
 
 def normalise_resource_name(contact_id: str) -> str:
@@ -93,10 +109,10 @@ class ContactBook:
         return name
 
     def get(self, contact_id: str) -> StoredPerson:
-        """The live contact, or :class:`UnknownContactError`."""
+        """The live contact, or :class:`NotFoundError`."""
         stored = self._people.get(normalise_resource_name(contact_id))
         if stored is None or stored.deleted:
-            raise UnknownContactError(contact_id)
+            raise NotFoundError("contact", contact_id)
         return stored
 
     def update(self, contact_id: str, changes: Mapping[str, Any]) -> StoredPerson:
@@ -109,6 +125,23 @@ class ContactBook:
                 stored.fields.pop(key, None)
             else:
                 stored.fields[key] = copy.deepcopy(value)
+        stored.restamp(self._next_seq())
+        return stored
+
+    def rename(self, contact_id: str) -> StoredPerson:
+        """Give a contact a new resource name, as Google does "when adding or removing
+        fields that link a contact and profile" (PersonMetadata reference).
+
+        The old name simply stops existing — no tombstone is kept for it: incremental
+        pages name it only in the person's ``previousResourceNames``. Whether Google
+        also sends a deleted person for the old name is undocumented; a client that
+        needs that to avoid a duplicate is the one this models.
+        """
+        stored = self.get(contact_id)
+        del self._people[stored.resource_name]
+        stored.previous_names.append(stored.resource_name)
+        stored.resource_name = f"people/c{next(self._ids)}"
+        self._people[stored.resource_name] = stored
         stored.restamp(self._next_seq())
         return stored
 

@@ -24,19 +24,20 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
-from gwsync.connectors import discovery, scopes
+from gwsync.core import discovery
 from gwsync.emulator import partial
 from gwsync.emulator.admin import PREFIX
 from gwsync.emulator.auth import ApiMethod, google_api
+from gwsync.emulator.clock import iso
 from gwsync.emulator.drive_data import (
     DriveData,
     DriveFile,
-    UnknownFileError,
     data,
     seed_drive,
 )
-from gwsync.emulator.errors import ApiError
-from gwsync.emulator.state import STATE_KEY, AccessToken, EmulatorState, iso
+from gwsync.emulator.errors import GoogleApiError, error_item
+from gwsync.emulator.grants import BearerToken
+from gwsync.emulator.state import STATE_KEY, EmulatorState
 
 __all__ = ["seed_drive", "setup"]
 
@@ -51,7 +52,7 @@ CHANGES_LIST = ApiMethod("drive.changes.list", "google.apps.drive.v3.DriveChange
 #: Scopes that see the whole Drive; any other Drive scope sees only the app's files.
 #: (``drive.appdata``/``drive.photos.readonly``/``drive.meet.readonly`` really see other
 #: narrow sets; the emulator treats them like ``drive.file``.)
-WHOLE_DRIVE = frozenset(scopes.AUTH + s for s in (
+WHOLE_DRIVE = frozenset("https://www.googleapis.com/auth/" + s for s in (
     "drive", "drive.readonly", "drive.metadata", "drive.metadata.readonly"))
 MAX_PAGE_SIZE = 1000
 DEFAULT_CHANGES_PAGE_SIZE = 100
@@ -66,29 +67,23 @@ DEFAULT_FIELDS = {
 _TRASHED_QUERY = re.compile(r"^\s*trashed\s*=\s*(true|false)\s*$")
 
 
-class DriveApiError(ApiError):
+def drive_error(code: int, reason: str, message: str,
+                location: str | None = None) -> GoogleApiError:
     """An error in Drive's ``errors[]`` shape, pointing at the offending parameter."""
-
-    def __init__(self, code: int, reason: str, message: str,
-                 location: str | None = None) -> None:
-        super().__init__(code, message)
-        self.reason, self.location = reason, location
-
-    def body(self) -> dict[str, Any]:
-        item = {"domain": "global", "reason": self.reason, "message": self.message}
-        if self.location:
-            item |= {"locationType": "parameter", "location": self.location}
-        return {"error": {"code": self.code, "message": self.message, "errors": [item]}}
+    item = error_item(reason, message)
+    if location:
+        item |= {"locationType": "parameter", "location": location}
+    return GoogleApiError(code, message, errors=[item], rpc_status=False)
 
 
-def invalid(location: str, message: str = "Invalid Value") -> DriveApiError:
+def invalid(location: str, message: str = "Invalid Value") -> GoogleApiError:
     """400 ``invalid`` for a bad parameter value.
 
     Also Drive's answer to an unknown or expired ``pageToken`` — observed in the field,
     not documented (the reference says change page tokens don't expire) [unconfirmed].
     gwsync treats it as "cursor expired" and falls back to a full sync.
     """
-    return DriveApiError(400, "invalid", message, location)
+    return drive_error(400, "invalid", message, location)
 
 
 # -- query parameters ----------------------------------------------------------------------
@@ -126,15 +121,15 @@ def _mask(query: MultiMapping[str], schema: str) -> partial.Mask:
         mask = partial.parse(query.get("fields") or DEFAULT_FIELDS[schema])
         partial.check(mask, schema, discovery.document("drive")["schemas"])
     except partial.InvalidMask as exc:
-        raise DriveApiError(400, "invalidParameter", str(exc), "fields") from None
+        raise drive_error(400, "invalidParameter", str(exc), "fields") from None
     return mask
 
 
-def _app_only(token: AccessToken) -> bool:
+def _app_only(token: BearerToken) -> bool:
     return not token.scopes & WHOLE_DRIVE
 
 
-def _drive(request: web.Request, token: AccessToken) -> DriveData:
+def _drive(request: web.Request, token: BearerToken) -> DriveData:
     return data(request.app[STATE_KEY], token.user)
 
 
@@ -158,7 +153,7 @@ class FilesCursor:
     after: int
 
 
-def _files_query(query: MultiMapping[str], token: AccessToken) -> tuple[Any, ...]:
+def _files_query(query: MultiMapping[str], token: BearerToken) -> tuple[Any, ...]:
     """``q`` (only ``trashed = true|false``), ``corpora`` and ``spaces``, as a fingerprint."""
     q = query.get("q", "")
     match = _TRASHED_QUERY.match(q)
@@ -167,17 +162,24 @@ def _files_query(query: MultiMapping[str], token: AccessToken) -> tuple[Any, ...
     if query.get("corpora", "user") not in {"user", "allDrives"}:
         raise invalid("corpora")
     trashed = None if match is None else match.group(1) == "true"
-    return (trashed, _spaces(query), _app_only(token))
+    return (trashed, _spaces(query), _app_only(token), _all_drives(query))
 
 
-def _files_page(request: web.Request, token: AccessToken) -> dict[str, Any]:
+def _all_drives(query: MultiMapping[str]) -> bool:
+    """Shared-drive items are included only when the caller supports them and asks for
+    them (`supportsAllDrives` and `includeItemsFromAllDrives`, docs/google.md §9.10)."""
+    return (_flag(query, "supportsAllDrives", False)
+            and _flag(query, "includeItemsFromAllDrives", False))
+
+
+def _files_page(request: web.Request, token: BearerToken) -> dict[str, Any]:
     query = request.query
     fingerprint = _files_query(query, token)
     state = request.app[STATE_KEY]
-    trashed, in_drive, app_only = fingerprint
-    files = _drive(request, token).listed(app_only, trashed) if in_drive else []
+    trashed, in_drive, app_only, all_drives = fingerprint
+    files = _drive(request, token).listed(app_only, trashed, all_drives) if in_drive else []
     if query.get("pageToken"):
-        cursor = state.page_tokens.get(query["pageToken"])
+        cursor = state.page_cursor(query["pageToken"])
         if not (isinstance(cursor, FilesCursor) and cursor.user == token.user
                 and cursor.query == fingerprint):
             raise invalid("pageToken")
@@ -193,7 +195,7 @@ def _files_page(request: web.Request, token: AccessToken) -> dict[str, Any]:
 
 
 @google_api(FILES_LIST)
-async def files_list(request: web.Request, token: AccessToken) -> web.Response:
+async def files_list(request: web.Request, token: BearerToken) -> web.Response:
     """``GET /drive/v3/files``."""
     return _reply(_files_page(request, token), request.query, "FileList")
 
@@ -202,7 +204,7 @@ async def files_list(request: web.Request, token: AccessToken) -> web.Response:
 
 
 @google_api(START_PAGE_TOKEN)
-async def start_page_token(request: web.Request, token: AccessToken) -> web.Response:
+async def start_page_token(request: web.Request, token: BearerToken) -> web.Response:
     """``GET /drive/v3/changes/startPageToken``: the number of the next change."""
     body = {"kind": "drive#startPageToken",
             "startPageToken": str(_drive(request, token).start_page_token)}
@@ -221,18 +223,20 @@ def _change_body(drive: DriveData, file_id: str, time: float, app_only: bool) ->
 def _page_token(query: MultiMapping[str], drive: DriveData) -> int:
     raw = query.get("pageToken", "")
     if not raw:
-        raise DriveApiError(400, "required", "Required parameter: pageToken", "pageToken")
+        raise drive_error(400, "required", "Required parameter: pageToken", "pageToken")
     if not raw.isdigit() or not drive.token_valid(int(raw)):
         raise invalid("pageToken")
     return int(raw)
 
 
-def _changes_page(request: web.Request, token: AccessToken) -> dict[str, Any]:
+def _changes_page(request: web.Request, token: BearerToken) -> dict[str, Any]:
     query, drive, app_only = request.query, _drive(request, token), _app_only(token)
     start = _page_token(query, drive)
     size = _page_size(query, DEFAULT_CHANGES_PAGE_SIZE) or DEFAULT_CHANGES_PAGE_SIZE
     include_removed = _flag(query, "includeRemoved", True)
     changes = drive.changes_since(start, app_only) if _spaces(query) else []
+    if not _all_drives(query):
+        changes = [c for c in changes if not drive.in_shared_drive(c.file_id)]
     bodies = [_change_body(drive, c.file_id, c.time, app_only) for c in changes]
     kept = [(c, b) for c, b in zip(changes, bodies, strict=True)
             if include_removed or not b["removed"]]
@@ -246,7 +250,7 @@ def _changes_page(request: web.Request, token: AccessToken) -> dict[str, Any]:
 
 
 @google_api(CHANGES_LIST)
-async def changes_list(request: web.Request, token: AccessToken) -> web.Response:
+async def changes_list(request: web.Request, token: BearerToken) -> web.Response:
     """``GET /drive/v3/changes``: changes from ``pageToken`` on, the latest per file."""
     return _reply(_changes_page(request, token), request.query, "ChangeList")
 
@@ -299,15 +303,11 @@ AdminHandler = Callable[[web.Request, EmulatorState, str], Awaitable[Any]]
 
 
 def _admin(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """JSON in and out; an unknown file is a 404 ``unknown_file`` (gwsync's admin dialect)."""
+    """JSON in and out (an unknown file is `admin_errors`' 404 ``unknown_file``)."""
 
     @functools.wraps(handler)
     async def route(request: web.Request) -> web.Response:
-        try:
-            result = await handler(request, request.app[STATE_KEY], request.match_info["user"])
-        except UnknownFileError as exc:
-            return web.json_response({"error": "unknown_file", "detail": str(exc.args[0])},
-                                     status=404)
+        result = await handler(request, request.app[STATE_KEY], request.match_info["user"])
         status = 201 if request.method == "POST" and "id" in result else 200
         return web.json_response(result, status=status)
 

@@ -5,7 +5,7 @@ first change it has not seen yet (which is why Google can say "the page token do
 expire"). The emulator does the same, with decimal strings as Google's look.
 
 ``drive.file`` visibility: an app holding only the per-file scope sees the files the user
-created with or opened in the app, nothing else (reference §4.3, "[inference; verify]"
+created with or opened in the app, nothing else (docs/google.md §4.3, "[inference; verify]"
 for listings). Each file carries ``opened_by_app``; a file that stops being visible to
 the app (unshared, deleted) shows up in that app's change list as ``removed``, and changes
 to files the app never saw are not shown to it at all.
@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gwsync.emulator.state import EmulatorState, iso
+from gwsync.emulator.clock import iso
+from gwsync.emulator.errors import NotFoundError
+from gwsync.emulator.state import EmulatorState
 
 API = "drive"
 GOOGLE_DOC = "application/vnd.google-apps.document"
@@ -33,10 +35,6 @@ _LINKS = {
     GOOGLE_SHEET: "https://docs.google.com/spreadsheets/d/{id}/edit?usp=drivesdk",
 }
 _FILE_LINK = "https://drive.google.com/file/d/{id}/view?usp=drivesdk"
-
-
-class UnknownFileError(KeyError):
-    """An admin call named a file the user does not have (or that is deleted)."""
 
 
 @dataclass
@@ -56,6 +54,9 @@ class DriveFile:
     description: str = ""
     size: int | None = None
     version: int = 1
+    #: The shared drive holding the file; None for My Drive. Shared-drive items are left
+    #: out of listings and changes unless the caller asks for all drives (§9.10).
+    drive_id: str | None = None
 
     def render(self) -> dict[str, Any]:
         """The full ``drive#file`` resource (before any ``fields`` mask)."""
@@ -86,6 +87,9 @@ class DriveFile:
             body["description"] = self.description
         if self.size is not None:  # Google Docs have no size (no blob content)
             body["size"] = str(self.size)
+        if self.drive_id is not None:  # a shared drive owns its files: no owners, a driveId
+            body.update(driveId=self.drive_id, ownedByMe=False)
+            del body["owners"]
         return body
 
 
@@ -143,16 +147,16 @@ class DriveData:
         try:
             return self.files[file_id]
         except KeyError:
-            raise UnknownFileError(file_id) from None
+            raise NotFoundError("file", file_id) from None
 
     def add(self, name: str, mime_type: str, now: float, *, opened_by_app: bool = True,
             description: str = "", size: int | None = None,
-            created_time: float | None = None) -> str:
-        """Create a file; returns its id."""
+            created_time: float | None = None, drive_id: str | None = None) -> str:
+        """Create a file (in the shared drive `drive_id`, if given); returns its id."""
         file_id, serial = self._new_id()
         file = DriveFile(file_id, name, mime_type, created_time or now, created_time or now,
                          self.owner_email, serial, opened_by_app, description=description,
-                         size=size)
+                         size=size, drive_id=drive_id)
         self.files[file.id] = file
         self._record(file.id, now, False, opened_by_app)
         return file.id
@@ -178,11 +182,19 @@ class DriveData:
 
     # -- what an app sees ------------------------------------------------------------
 
-    def listed(self, app_only: bool, trashed: bool | None) -> list[DriveFile]:
-        """Files the caller may see, in creation order, optionally by trashed state."""
+    def listed(self, app_only: bool, trashed: bool | None,
+               all_drives: bool = False) -> list[DriveFile]:
+        """Files the caller may see, in creation order, optionally by trashed state;
+        shared-drive files only when the caller asked for all drives."""
         return [f for f in self.files.values()
                 if (f.opened_by_app or not app_only)
+                and (all_drives or f.drive_id is None)
                 and (trashed is None or f.trashed == trashed)]
+
+    def in_shared_drive(self, file_id: str) -> bool:
+        """Whether the file (or what is left of it) lives in a shared drive."""
+        file = self.files.get(file_id)
+        return file is not None and file.drive_id is not None
 
     def changes_since(self, token: int, app_only: bool) -> list[Change]:
         """The caller's changes from ``token`` on: the latest per file, in change order.

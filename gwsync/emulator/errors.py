@@ -1,4 +1,4 @@
-"""Exceptions the emulator raises, one per wire format Google uses.
+"""Exceptions the emulator raises: one per wire format Google uses, and one for admin 404s.
 
 Google speaks two error dialects: the OAuth endpoints answer RFC 6749 bodies
 (``{"error": "invalid_grant", "error_description": ...}``) while the APIs answer
@@ -28,38 +28,58 @@ RPC_STATUS: dict[int, tuple[str, str]] = {
 }
 
 
-class ApiError(Exception):
-    """An API call failed; renders as Google's ``{"error": {code, message, status}}``."""
+class GoogleApiError(Exception):
+    """An API call failed; renders as the error body of the API that refused.
+
+    One type for every API, because every caller handles them alike (the middleware
+    renders :meth:`body`); what differs per API is only the body, described by the
+    arguments: ``errors`` is the legacy ``errors[]`` list the older APIs still send
+    (build items with :func:`error_item`), and ``rpc_status=False`` leaves out the gRPC
+    ``status`` name, as Calendar's and Drive's older shape does.
+    """
 
     def __init__(
         self,
         code: int,
         message: str | None = None,
         status: str | None = None,
+        *,
         details: list[dict[str, Any]] | None = None,
+        errors: list[dict[str, str]] | None = None,
         headers: dict[str, str] | None = None,
+        rpc_status: bool = True,
     ) -> None:
         default_status, default_message = RPC_STATUS.get(code, ("UNKNOWN", "Unknown error."))
         self.code = code
         self.message = message or default_message
         self.status = status or default_status
         self.details = details or []
+        self.errors = errors or []
         self.headers = headers or {}
+        self.rpc_status = rpc_status
         super().__init__(f"{code} {self.status}: {self.message}")
 
     def body(self) -> dict[str, Any]:
-        """The JSON body Google sends; ``details`` is omitted when empty, as Google does."""
-        error: dict[str, Any] = {"code": self.code, "message": self.message, "status": self.status}
+        """The JSON body Google sends; empty ``details`` and ``errors`` are omitted, as
+        Google does."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.rpc_status:
+            error["status"] = self.status
         if self.details:
             error["details"] = self.details
+        if self.errors:
+            error["errors"] = self.errors
         return {"error": error}
 
 
-class InvalidArgument(ApiError):
-    """A 400 ``INVALID_ARGUMENT``: the request itself is malformed."""
+def error_item(reason: str, message: str, domain: str = "global") -> dict[str, str]:
+    """One entry of the legacy ``errors[]`` list: ``{domain, reason, message}``."""
+    return {"domain": domain, "reason": reason, "message": message}
 
-    def __init__(self, message: str) -> None:
-        super().__init__(400, message, "INVALID_ARGUMENT")
+
+def invalid_argument(message: str) -> GoogleApiError:
+    """A 400 ``INVALID_ARGUMENT``: the request itself is malformed."""
+    return GoogleApiError(400, message, "INVALID_ARGUMENT")
 
 
 class OAuthError(Exception):
@@ -79,9 +99,14 @@ class OAuthError(Exception):
         return body
 
 
-class UnknownUserError(KeyError):
-    """An admin call or seed named a user the emulator does not hold."""
+class NotFoundError(KeyError):
+    """An admin call or seed named something the emulator does not hold.
 
+    ``kind`` says what (``user``, ``contact``, ``event``, ``file``, ``message``); the
+    admin routes answer 404 ``unknown_<kind>`` for every one of them alike.
+    """
 
-class UnknownContactError(KeyError):
-    """An admin call named a contact the user does not have (or that is deleted)."""
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(key)
+        self.kind = kind
+        self.key = key

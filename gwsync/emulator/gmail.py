@@ -20,7 +20,8 @@ from multidict import MultiMapping
 
 from gwsync.emulator import gmail_admin
 from gwsync.emulator.auth import ApiMethod, google_api
-from gwsync.emulator.errors import ApiError
+from gwsync.emulator.errors import GoogleApiError, error_item
+from gwsync.emulator.grants import BearerToken
 from gwsync.emulator.mailbox import (
     HISTORY_TYPES,
     METADATA_SCOPE,
@@ -29,7 +30,7 @@ from gwsync.emulator.mailbox import (
     mailbox,
     seed_gmail,
 )
-from gwsync.emulator.state import STATE_KEY, AccessToken, EmulatorState
+from gwsync.emulator.state import STATE_KEY, EmulatorState
 
 FORMATS = ("minimal", "full", "raw", "metadata")
 DEFAULT_MAX, MAX_RESULTS = 100, 500
@@ -44,39 +45,30 @@ LIST_HISTORY = ApiMethod("gmail.users.history.list", _RPC + "ListHistory",
                          "gmail.googleapis.com")
 
 
-class GmailError(ApiError):
+def gmail_error(code: int, message: str, reason: str) -> GoogleApiError:
     """Gmail still answers with the legacy ``errors`` list beside ``google.rpc.Status``."""
-
-    def __init__(self, code: int, message: str, reason: str) -> None:
-        super().__init__(code, message)
-        self.reason = reason
-
-    def body(self) -> dict[str, Any]:
-        body = super().body()
-        body["error"]["errors"] = [
-            {"message": self.message, "domain": "global", "reason": self.reason}]
-        return body
+    return GoogleApiError(code, message, errors=[error_item(reason, message)])
 
 
-def not_found() -> GmailError:
+def not_found() -> GoogleApiError:
     """Gmail's 404 for an unknown message or a start history id out of range."""
-    return GmailError(404, "Requested entity was not found.", "notFound")
+    return gmail_error(404, "Requested entity was not found.", "notFound")
 
 
-def invalid(message: str) -> GmailError:
-    return GmailError(400, message, "invalidArgument")
+def invalid(message: str) -> GoogleApiError:
+    return gmail_error(400, message, "invalidArgument")
 
 
-def _check_user(request: web.Request, token: AccessToken) -> Mailbox:
+def _check_user(request: web.Request, token: BearerToken) -> Mailbox:
     """``userId`` must be ``me`` or the token's own address (else Gmail's delegation 403)."""
     state = request.app[STATE_KEY]
     user_id = request.match_info["userId"]
     if user_id not in ("me", state.user(token.user).email):
-        raise GmailError(403, f"Delegation denied for {user_id}", "forbidden")
+        raise gmail_error(403, f"Delegation denied for {user_id}", "forbidden")
     return mailbox(state, token.user)
 
 
-def _restricted(token: AccessToken) -> bool:
+def _restricted(token: BearerToken) -> bool:
     return METADATA_SCOPE in token.scopes
 
 
@@ -119,10 +111,16 @@ class _HistoryPage:
     upto: int
 
 
-def _resume(state: EmulatorState, user_key: str, token: str, kind: type,
+def _resume(state: EmulatorState, user_key: str, token: str,
+            kind: type[_Listing] | type[_HistoryPage],
             fingerprint: tuple[Any, ...]) -> Any:
-    """The cursor behind a page token of this user and query (Google's message unknown)."""
-    entry = state.page_tokens.get(token)
+    """The cursor behind a page token of this user and query.
+
+    A bad or expired token answers 400 ``invalidArgument`` "Invalid pageToken", as Gmail
+    was observed to (dacastro4/laravel-gmail#121); that expiry uses this answer too is
+    our assumption (Gmail documents neither a lifetime nor an expired-token error).
+    """
+    entry = state.page_cursor(token)
     cursor = entry[0] if isinstance(entry, tuple) else entry
     if (not isinstance(cursor, kind) or cursor.user != user_key
             or cursor.incarnation != state.user(user_key).incarnation
@@ -132,7 +130,7 @@ def _resume(state: EmulatorState, user_key: str, token: str, kind: type,
 
 
 @google_api(GET_PROFILE)
-async def get_profile(request: web.Request, token: AccessToken) -> web.Response:
+async def get_profile(request: web.Request, token: BearerToken) -> web.Response:
     """``GET .../profile``: address, totals and the mailbox's current history id."""
     box = _check_user(request, token)
     threads = {m.thread_id for m in box.messages.values()}
@@ -147,7 +145,7 @@ def list_messages(state: EmulatorState, user_key: str, query: MultiMapping[str],
                   restricted: bool) -> dict[str, Any]:
     """One page of messages.list: ``{id, threadId}`` items, newest first."""
     if "q" in query and restricted:
-        raise GmailError(403, "Metadata scope does not support 'q' parameter", "forbidden")
+        raise gmail_error(403, "Metadata scope does not support 'q' parameter", "forbidden")
     if query.get("q"):
         raise invalid("The emulator does not implement search queries (q).")
     labels = tuple(query.getall("labelIds", ()))
@@ -172,7 +170,7 @@ def list_messages(state: EmulatorState, user_key: str, query: MultiMapping[str],
 
 
 @google_api(LIST_MESSAGES)
-async def messages_list(request: web.Request, token: AccessToken) -> web.Response:
+async def messages_list(request: web.Request, token: BearerToken) -> web.Response:
     """``GET .../messages``."""
     _check_user(request, token)
     return web.json_response(list_messages(request.app[STATE_KEY], token.user, request.query,
@@ -180,7 +178,7 @@ async def messages_list(request: web.Request, token: AccessToken) -> web.Respons
 
 
 @google_api(GET_MESSAGE)
-async def messages_get(request: web.Request, token: AccessToken) -> web.Response:
+async def messages_get(request: web.Request, token: BearerToken) -> web.Response:
     """``GET .../messages/{id}`` in the asked format.
 
     Whether Google sends ``snippet`` to a gmail.metadata token is not documented; the
@@ -191,7 +189,7 @@ async def messages_get(request: web.Request, token: AccessToken) -> web.Response
     if fmt not in FORMATS:
         raise invalid(f"Invalid value at 'format' ({fmt})")
     if fmt in ("full", "raw") and _restricted(token):
-        raise GmailError(403, f"Metadata scope doesn't allow format {fmt.upper()}", "forbidden")
+        raise gmail_error(403, f"Metadata scope doesn't allow format {fmt.upper()}", "forbidden")
     message = box.messages.get(request.match_info["id"])
     if message is None:
         raise not_found()
@@ -218,6 +216,7 @@ def list_history(state: EmulatorState, user_key: str,
     if not raw.isdigit():
         raise invalid("Invalid startHistoryId" if raw else "Missing startHistoryId")
     start, types, box = int(raw), _history_types(query), mailbox(state, user_key)
+    box.forget_expired()
     fingerprint = (start, types, query.get("labelId"))
     if not box.floor <= start <= box.history_id:
         raise not_found()
@@ -240,7 +239,7 @@ def list_history(state: EmulatorState, user_key: str,
 
 
 @google_api(LIST_HISTORY)
-async def history_list(request: web.Request, token: AccessToken) -> web.Response:
+async def history_list(request: web.Request, token: BearerToken) -> web.Response:
     """``GET .../history``."""
     _check_user(request, token)
     return web.json_response(list_history(request.app[STATE_KEY], token.user, request.query))

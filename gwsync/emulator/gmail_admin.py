@@ -7,29 +7,26 @@ relabel mail, and age the history log so old history ids answer 404.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from gwsync.emulator.admin import PREFIX, BadRequest
-from gwsync.emulator.mailbox import UnknownMessageError, mailbox, seed_gmail
+from gwsync.emulator.admin import PREFIX
+from gwsync.emulator.mailbox import mailbox, seed_gmail
 from gwsync.emulator.state import STATE_KEY
-
-Route = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def _message_specs(body: Any) -> list[dict[str, Any]]:
     specs = body.get("messages", [body]) if isinstance(body, dict) else body
     if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs):
-        raise BadRequest("messages must be a list of message objects")
+        raise ValueError("messages must be a list of message objects")
     return specs
 
 
 def _strings(spec: dict[str, Any], key: str, default: list[str]) -> list[str]:
     value = spec.get(key, default)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise BadRequest(f"{key} must be a list of strings")
+        raise ValueError(f"{key} must be a list of strings")
     return value
 
 
@@ -52,37 +49,22 @@ async def seed(request: web.Request) -> web.Response:
     body = await request.json()
     n = body.get("n") if isinstance(body, dict) else None
     if not isinstance(n, int) or n < 0:
-        raise BadRequest("n must be a non-negative integer")
+        raise ValueError("n must be a non-negative integer")
     ids = seed_gmail(request.app[STATE_KEY], request.match_info["user"], n)
     return web.json_response({"ids": ids}, status=201)
 
 
-def _known_message(handler: Route) -> Route:
-    """Answer 404 ``unknown_message`` for a message the mailbox does not hold."""
-
-    async def route(request: web.Request) -> web.Response:
-        try:
-            return await handler(request)
-        except UnknownMessageError as exc:
-            return web.json_response({"error": "unknown_message", "detail": str(exc.args[0])},
-                                     status=404)
-
-    return route
-
-
-@_known_message
 async def delete_message(request: web.Request) -> web.Response:
     """``DELETE …/gmail/messages/{id}``: a permanent delete (messageDeleted)."""
     mailbox(request.app[STATE_KEY], request.match_info["user"]).delete(request.match_info["id"])
     return web.json_response({})
 
 
-@_known_message
 async def change_labels(request: web.Request) -> web.Response:
     """``POST …/gmail/messages/{id}/labels`` ``{add?, remove?}``."""
     body = await request.json()
     if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
+        raise ValueError("body must be a JSON object")
     box = mailbox(request.app[STATE_KEY], request.match_info["user"])
     box.change_labels(request.match_info["id"], _strings(body, "add", []),
                       _strings(body, "remove", []))
@@ -95,6 +77,17 @@ async def truncate_history(request: web.Request) -> web.Response:
     return web.json_response({"floor": str(floor)})
 
 
+async def history_retention(request: web.Request) -> web.Response:
+    """``PUT …/gmail/history-retention`` ``{seconds}``: records older than that are
+    forgotten, and start ids from before them answer 404."""
+    body = await request.json()
+    seconds = body.get("seconds") if isinstance(body, dict) else None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise ValueError("seconds must be a non-negative number")
+    mailbox(request.app[STATE_KEY], request.match_info["user"]).retention_s = seconds
+    return web.json_response({"seconds": seconds})
+
+
 def setup(app: web.Application) -> None:
     """Register the Gmail admin routes."""
     base = PREFIX + "/users/{user}/gmail"
@@ -103,3 +96,4 @@ def setup(app: web.Application) -> None:
     app.router.add_delete(base + "/messages/{id}", delete_message)
     app.router.add_post(base + "/messages/{id}/labels", change_labels)
     app.router.add_post(base + "/truncate-history", truncate_history)
+    app.router.add_put(base + "/history-retention", history_retention)

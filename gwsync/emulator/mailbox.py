@@ -3,7 +3,11 @@
 Gmail's incremental sync reads a history log: every add, delete and label change gets
 the next history id, and ids increase with gaps ("not contiguous with random gaps",
 history.list reference). The log is kept from `floor` on; a start id older than that
-answers 404, as Gmail does once its retention (a week, sometimes hours) has passed.
+answers 404, as Gmail does once its retention has passed: records older than
+`retention_s` are forgotten ("typically valid for at least a week… in rare cases only a
+few hours", users.history.list reference), so a start id from before a forgotten change
+is dead. That Gmail forgets by the age of each record, not of the start id, is our
+reading of that sentence [unconfirmed].
 Messages carry real bodies, so tests can show that the metadata format never leaks them.
 """
 
@@ -12,24 +16,25 @@ from __future__ import annotations
 import base64
 import bisect
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gwsync.emulator.state import EmulatorState, IssuedGrant
+from gwsync.emulator.errors import NotFoundError
+from gwsync.emulator.grants import IssuedGrant
+from gwsync.emulator.state import EmulatorState
 
 METADATA_SCOPE = "https://www.googleapis.com/auth/gmail.metadata"
 #: Labels whose messages messages.list leaves out unless includeSpamTrash=true.
 SPAM_TRASH = frozenset({"SPAM", "TRASH"})
 HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
+#: How long history records are kept: "typically … at least a week".
+HISTORY_RETENTION_S = 7 * 24 * 3600
 #: The first history id of a new mailbox (real ones are large integers too).
 FIRST_HISTORY_ID = 1_000_000
 #: Message ids look like Gmail's 16 hex digits.
 _FIRST_MESSAGE_ID = 0x18C0_0000_0000_0000
-
-
-class UnknownMessageError(KeyError):
-    """An admin call named a message the mailbox does not hold."""
 
 
 def _b64url(data: bytes) -> str:
@@ -99,6 +104,8 @@ class HistoryRecord:
     thread_id: str
     message_labels: tuple[str, ...]
     labels: tuple[str, ...] = ()
+    #: When the change happened (emulator clock), for retention.
+    at: float = 0.0
 
     def render(self) -> dict[str, Any]:
         """The record as history.list returns it (one change per record here)."""
@@ -128,6 +135,10 @@ class Mailbox:
     history_id: int = FIRST_HISTORY_ID
     #: The oldest start id history.list still answers.
     floor: int = FIRST_HISTORY_ID
+    #: Records older than this many seconds are forgotten (see the module docstring).
+    retention_s: float = HISTORY_RETENTION_S
+    #: The emulator's clock (`EmulatorState.now`), which stamps and ages the records.
+    now: Callable[[], float] = time.time
     _ids: Any = field(default_factory=lambda: itertools.count(_FIRST_MESSAGE_ID, 0x1F3))
 
     def _next_history_id(self) -> int:
@@ -139,13 +150,14 @@ class Mailbox:
         hid = self._next_history_id()
         message.history_id = hid
         self.history.append(HistoryRecord(hid, type_, message.id, message.thread_id,
-                                          tuple(message.label_ids), tuple(labels)))
+                                          tuple(message.label_ids), tuple(labels),
+                                          self.now()))
 
     def get(self, message_id: str) -> Message:
         try:
             return self.messages[message_id]
         except KeyError:
-            raise UnknownMessageError(message_id) from None
+            raise NotFoundError("message", message_id) from None
 
     def add(self, headers: Mapping[str, str], text: str, internal_date: int,
             label_ids: Sequence[str] = ("INBOX", "UNREAD"),
@@ -181,6 +193,15 @@ class Mailbox:
         self.floor = self.history_id
         self.history.clear()
         return self.floor
+
+    def forget_expired(self) -> None:
+        """Drop the records older than the retention; a start id before the newest one
+        dropped can no longer be replayed, so the floor rises to it."""
+        cut = bisect.bisect_left(self.history, self.now() - self.retention_s,
+                                 key=lambda r: r.at)
+        if cut:
+            self.floor = max(self.floor, self.history[cut - 1].id)
+            del self.history[:cut]
 
     def listing(self, label_ids: Sequence[str], include_spam_trash: bool) -> tuple[str, ...]:
         """Message ids newest first, filtered as messages.list filters them."""
@@ -227,7 +248,7 @@ def fake_message(i: int) -> tuple[dict[str, str], str]:
 
 def mailbox(state: EmulatorState, user_key: str) -> Mailbox:
     """The user's mailbox, created empty on first use."""
-    return state.api_data("gmail", user_key, Mailbox)
+    return state.api_data("gmail", user_key, lambda: Mailbox(now=state.now))
 
 
 def seed_gmail(state: EmulatorState, user_key: str, n_messages: int) -> list[str]:

@@ -23,8 +23,9 @@ from multidict import MultiMapping
 
 from gwsync.emulator.auth import ApiMethod, google_api
 from gwsync.emulator.contacts import StoredPerson
-from gwsync.emulator.errors import ApiError, InvalidArgument
-from gwsync.emulator.state import STATE_KEY, AccessToken, EmulatorState
+from gwsync.emulator.errors import GoogleApiError, invalid_argument
+from gwsync.emulator.grants import BearerToken
+from gwsync.emulator.state import STATE_KEY, EmulatorState
 
 LIST_CONNECTIONS = ApiMethod(
     id="people.people.connections.list",
@@ -52,25 +53,26 @@ MAX_PAGE_SIZE = 1000
 _FIELDS_DOC = "https://developers.google.com/people/api/rest/v1/people.connections/list"
 
 
-def expired_sync_token() -> ApiError:
+def expired_sync_token(with_details: bool = True) -> GoogleApiError:
     """Google's answer to an expired sync token.
 
     HTTP 400 and the message are observed; the gRPC status ``FAILED_PRECONDITION`` is
-    likely but unconfirmed; the reason ``EXPIRED_SYNC_TOKEN`` is documented. Unknown
-    sync tokens get the same answer here (Google's reply to those is unconfirmed), which
-    leads a client to the one safe recovery: a full sync.
+    likely but unconfirmed; the reason ``EXPIRED_SYNC_TOKEN`` is documented, inside an
+    ErrorInfo in ``details`` — which clients report missing from real answers
+    (docs/google.md §9.9), so ``with_details=False`` leaves it out. Unknown sync tokens
+    get the same answer here (Google's reply to those is unconfirmed), which leads a
+    client to the one safe recovery: a full sync.
     """
-    return ApiError(
+    details = [{
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "EXPIRED_SYNC_TOKEN",
+        "domain": "people.googleapis.com",
+    }]
+    return GoogleApiError(
         400,
         "Sync token is expired. Clear local cache and retry call without the sync token.",
         "FAILED_PRECONDITION",
-        details=[
-            {
-                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": "EXPIRED_SYNC_TOKEN",
-                "domain": "people.googleapis.com",
-            }
-        ],
+        details=details if with_details else None,
     )
 
 
@@ -116,13 +118,13 @@ def _person_fields(query: Mapping[str, str]) -> tuple[str, ...]:
     raw = query.get("personFields") or query.get("requestMask.includeField") or ""
     paths = [p.strip().removeprefix("person.") for p in raw.split(",") if p.strip()]
     if not paths:
-        raise InvalidArgument(
+        raise invalid_argument(
             "personFields mask is required. Please specify one or more valid paths. "
             f"Valid paths are documented at {_FIELDS_DOC}."
         )
     for path in paths:
         if path not in PERSON_FIELDS:
-            raise InvalidArgument(
+            raise invalid_argument(
                 f'Invalid personFields mask path: "{path}". '
                 f"Valid paths are documented at {_FIELDS_DOC}."
             )
@@ -140,11 +142,11 @@ def _page_size(query: Mapping[str, str]) -> int:
     try:
         size = int(raw)
     except ValueError:
-        raise InvalidArgument(f"Invalid value at 'page_size' (TYPE_INT32), \"{raw}\"") from None
+        raise invalid_argument(f"Invalid value at 'page_size' (TYPE_INT32), \"{raw}\"") from None
     if size == 0:
         return DEFAULT_PAGE_SIZE
     if not 1 <= size <= MAX_PAGE_SIZE:
-        raise InvalidArgument(f"pageSize must be between 1 and {MAX_PAGE_SIZE}, got {size}.")
+        raise invalid_argument(f"pageSize must be between 1 and {MAX_PAGE_SIZE}, got {size}.")
     return size
 
 
@@ -152,7 +154,7 @@ def _flag(query: Mapping[str, str], name: str) -> bool:
     """A boolean query parameter as Google's JSON/proto mapping accepts it."""
     raw = query.get(name, "false").lower()
     if raw not in {"true", "false", "1", "0"}:
-        raise InvalidArgument(f"Invalid value at '{name}' (TYPE_BOOL), \"{raw}\"")
+        raise invalid_argument(f"Invalid value at '{name}' (TYPE_BOOL), \"{raw}\"")
     return raw in {"true", "1"}
 
 
@@ -160,7 +162,7 @@ def parse_query(query: MultiMapping[str]) -> ListQuery:
     """Validate a ``connections.list`` query string (standard params such as ``alt`` ignored)."""
     sort_order = query.get("sortOrder", "LAST_MODIFIED_ASCENDING")
     if sort_order not in SORT_ORDERS:
-        raise InvalidArgument(f"Invalid value at 'sort_order', \"{sort_order}\"")
+        raise invalid_argument(f"Invalid value at 'sort_order', \"{sort_order}\"")
     return ListQuery(
         fields=_person_fields(query),
         page_size=_page_size(query),
@@ -192,11 +194,13 @@ def _start(state: EmulatorState, user_key: str, q: ListQuery) -> Cursor:
     """Snapshot a new listing: a full one, or the changes since a sync token."""
     user = state.user(user_key)
     book = user.contacts
+    full_sync_at: float | None
     if q.sync_token:
         record = state.sync_token(user_key, q.sync_token)
         if record is None:
-            raise expired_sync_token()
-        people, full_sync_at = book.changed(record.seq, book.seq), record.full_sync_at
+            raise expired_sync_token(state.cursors.expired_sync_token_details)
+        people = book.changed(record.seq, book.seq)
+        full_sync_at = record.full_sync_at
     else:
         people = _sorted(book.live(), q.sort_order)
         full_sync_at = state.now() if q.request_sync_token else None
@@ -216,15 +220,15 @@ def _resume(state: EmulatorState, user_key: str, q: ListQuery) -> tuple[Cursor, 
 
     Google's messages for a bad or mismatched page token are not documented.
     """
-    entry = state.page_tokens.get(q.page_token or "")
+    entry = state.page_cursor(q.page_token or "")
     user = state.user(user_key)
     if not isinstance(entry, tuple) or not isinstance(entry[0], Cursor):
-        raise InvalidArgument("Page token is not valid.")
+        raise invalid_argument("Page token is not valid.")
     cursor, offset = entry
     if cursor.user != user_key or cursor.incarnation != user.incarnation:
-        raise InvalidArgument("Page token is not valid.")
+        raise invalid_argument("Page token is not valid.")
     if cursor.fingerprint != q.fingerprint():
-        raise InvalidArgument(
+        raise invalid_argument(
             "Parameters provided to connections.list must match the first call "
             "that provided the page token."
         )
@@ -245,7 +249,7 @@ def _render_page(
         person = book.lookup(name)
         if person is None or (person.deleted and not cursor.incremental):
             continue
-        rendered.append(person.render(fields))
+        rendered.append(person.render(fields, incremental=cursor.incremental))
     return rendered
 
 
@@ -276,13 +280,13 @@ def list_connections(state: EmulatorState, user_key: str, q: ListQuery) -> dict[
 
 
 @google_api(LIST_CONNECTIONS)
-async def connections_list(request: web.Request, token: AccessToken) -> web.Response:
+async def connections_list(request: web.Request, token: BearerToken) -> web.Response:
     """``GET /v1/people/{person}/connections`` — only ``people/me`` is valid.
 
     Google's reply for another resource name is not documented; 400 is our guess.
     """
     if request.match_info["person"] != "me":
-        raise InvalidArgument("Only people/me is supported for connections.list.")
+        raise invalid_argument("Only people/me is supported for connections.list.")
     query = parse_query(request.query)
     return web.json_response(list_connections(request.app[STATE_KEY], token.user, query))
 

@@ -32,11 +32,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gwsync.emulator import drive_data
-from gwsync.emulator.admin import PREFIX, BadRequest
-from gwsync.emulator.calendar import calendar_of
+from gwsync.emulator import drive_data, pubsub_oidc
+from gwsync.emulator.admin import PREFIX
+from gwsync.emulator.calendar_events import calendar_of
+from gwsync.emulator.clock import iso
 from gwsync.emulator.mailbox import mailbox
-from gwsync.emulator.state import STATE_KEY, EmulatorState, iso
+from gwsync.emulator.state import STATE_KEY, EmulatorState
 
 log = logging.getLogger("gwsync.emulator.push")
 #: Gmail: "a maximum notification rate of 1 event per second per user being watched".
@@ -93,6 +94,17 @@ class Subscription:
     name: str
     topic: str
     endpoint: str
+    #: Push authentication (`pushConfig.oidcToken`): the service account whose ID token
+    #: each push carries, and its audience (Pub/Sub's default: the push endpoint).
+    oidc_email: str | None = None
+    oidc_audience: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """`Authorization: Bearer <ID token>` when the subscription authenticates pushes."""
+        if self.oidc_email is None:
+            return {}
+        token = pubsub_oidc.oidc_token(self.oidc_audience or self.endpoint, self.oidc_email)
+        return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass
@@ -127,9 +139,12 @@ def push_of(state: EmulatorState) -> PushState:
     return _PUSH[state]
 
 
-def subscribe(state: EmulatorState, topic: str, subscription: str, endpoint: str) -> None:
-    """Create the topic (publishable by Gmail) with one push subscription to ``endpoint``."""
-    push_of(state).subscriptions[topic] = Subscription(subscription, topic, endpoint)
+def subscribe(state: EmulatorState, topic: str, subscription: str, endpoint: str,
+              oidc_email: str | None = None, oidc_audience: str | None = None) -> None:
+    """Create the topic (publishable by Gmail) with one push subscription to ``endpoint``;
+    with ``oidc_email``, every push carries that service account's signed ID token."""
+    push_of(state).subscriptions[topic] = Subscription(subscription, topic, endpoint,
+                                                       oidc_email, oidc_audience)
 
 
 def version(state: EmulatorState, api: str, user: str) -> int:
@@ -205,7 +220,7 @@ def notify_gmail(push: PushState, state: EmulatorState, watch: GmailWatch,
         return
     body = pubsub_body(push, sub, state.user(watch.user).email, history_id, state.now())
     record = {"api": "gmail", "subscription": sub.name, "state": "published"}
-    _spawn(push, _post(push, record, sub.endpoint, json=body))
+    _spawn(push, _post(push, record, sub.endpoint, json=body, headers=sub.headers()))
 
 
 # -- the ticker -----------------------------------------------------------------------------
@@ -284,16 +299,20 @@ async def admin_deliveries(request: web.Request) -> web.Response:
 
 
 async def admin_subscribe(request: web.Request) -> web.Response:
-    """``POST /_emulator/pubsub/subscriptions`` ``{topic, subscription, push_endpoint}``."""
+    """``POST /_emulator/pubsub/subscriptions`` ``{topic, subscription, push_endpoint,
+    oidc_service_account_email?, oidc_audience?}``."""
     try:
         body = await request.json()
     except ValueError:
-        raise BadRequest("body must be JSON") from None
+        raise ValueError("body must be JSON") from None
     values = [body.get(k) if isinstance(body, dict) else None
               for k in ("topic", "subscription", "push_endpoint")]
     if not all(isinstance(v, str) and v for v in values):
-        raise BadRequest("topic, subscription and push_endpoint must be strings")
-    subscribe(request.app[STATE_KEY], *values)
+        raise ValueError("topic, subscription and push_endpoint must be strings")
+    oidc = [body.get(k) for k in ("oidc_service_account_email", "oidc_audience")]
+    if not all(v is None or (isinstance(v, str) and v) for v in oidc):
+        raise ValueError("oidc_service_account_email and oidc_audience must be strings")
+    subscribe(request.app[STATE_KEY], *[str(v) for v in values], *oidc)
     return web.json_response({}, status=201)
 
 

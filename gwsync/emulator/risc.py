@@ -1,49 +1,40 @@
-"""Cross-Account Protection as Google runs it: a discovery document, a JWKS, signed events.
+"""Cross-Account Protection as Google runs it: a discovery document and signed events.
 
-The emulator holds an RSA key, publishes it at the `jwks_uri` of its RISC discovery
-document, and signs Security Event Tokens (RS256, `kid` in the header, no `exp`) that a
-test or a person can deliver to a receiver — as Google's push delivery does.
+Google signs Security Event Tokens (RS256, `kid` in the header, no `exp`) with the key
+set it publishes at `https://www.googleapis.com/oauth2/v3/certs`, the `jwks_uri` of its
+RISC discovery document; the emulator does the same with `gwsync.emulator.signing`, and
+a test or a person can have it deliver an event to a receiver, as Google's push does.
+
+Google's event types (docs/google.md §3): sessions-revoked, tokens-revoked,
+token-revoked, account-disabled, account-enabled, account-credential-change-required and
+verification. Google sends events only about users who granted the client `profile` or
+`email`; the emulator signs whatever it is asked to, so tests can try every type.
 """
 
 from __future__ import annotations
 
-import json
+import base64
+import hashlib
 import secrets
 import time
 from typing import Any
 
 import aiohttp
-import jwt
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from gwsync.emulator import signing
 from gwsync.emulator.admin import PREFIX
 from gwsync.emulator.state import STATE_KEY, EmulatorState
 
 EVENT = "https://schemas.openid.net/secevent/"
-#: Google's issuer in its RISC discovery document; the emulator answers with its own origin.
-KEY_ID_BYTES = 8
 
 
-class RiscSigner:
-    """The emulator's signing key and the events it has signed."""
-
-    def __init__(self) -> None:
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.kid = secrets.token_hex(KEY_ID_BYTES)
-
-    def jwks(self) -> dict[str, Any]:
-        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
-        return {"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}]}
-
-    def sign(self, issuer: str, audience: str, events: dict[str, Any],
-             jti: str | None = None) -> str:
-        claims = {"iss": issuer, "aud": audience, "iat": int(time.time()),
-                  "jti": jti or secrets.token_hex(16), "events": events}
-        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
-
-
-SIGNER = web.AppKey("risc_signer", RiscSigner)
+def security_event(issuer: str, audience: str, events: dict[str, Any], jti: str | None = None,
+                   iat: int | None = None) -> str:
+    """A SET as Google signs it: `iss`, `aud`, `iat`, `jti`, `events`, and no `exp`."""
+    return signing.sign({"iss": issuer, "aud": audience,
+                         "iat": int(time.time()) if iat is None else iat,
+                         "jti": jti or secrets.token_hex(16), "events": events})
 
 
 def issuer(request: web.Request) -> str:
@@ -61,9 +52,6 @@ def subject_for_user(state: EmulatorState, user_key: str) -> dict[str, Any]:
 
 
 def subject_for_token(refresh_token: str, alg: str = "prefix") -> dict[str, Any]:
-    import base64
-    import hashlib
-
     value = (refresh_token[:16] if alg == "prefix" else base64.b64encode(
         hashlib.sha512(hashlib.sha512(refresh_token.encode()).digest()).digest()).decode())
     return {"subject_type": "oauth_token", "token_type": "refresh_token",
@@ -73,13 +61,9 @@ def subject_for_token(refresh_token: str, alg: str = "prefix") -> dict[str, Any]
 async def configuration(request: web.Request) -> web.Response:
     origin = issuer(request)
     return web.json_response({
-        "issuer": origin, "jwks_uri": f"{origin}risc/jwks",
+        "issuer": origin, "jwks_uri": f"{origin}{signing.JWKS_PATH.lstrip('/')}",
         "delivery_methods_supported": [EVENT + "risc/delivery-method/push"],
     })
-
-
-async def jwks(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SIGNER].jwks())
 
 
 async def send(request: web.Request) -> web.Response:
@@ -88,8 +72,10 @@ async def send(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     subject = (subject_for_user(state, body["user"]) if "user" in body
                else subject_for_token(body["refresh_token"], body.get("alg", "prefix")))
-    token = request.app[SIGNER].sign(issuer(request), body.get("audience", state.client_id),
-                                     event_for(body["event"], subject), body.get("jti"))
+    extra = {k: body[k] for k in ("reason", "state") if k in body}
+    token = security_event(issuer(request), body.get("audience", state.client_id),
+                           event_for(body["event"], subject, **extra), body.get("jti"),
+                           body.get("iat"))
     async with aiohttp.ClientSession() as http, http.post(
         body["receiver"], data=token, headers={"Content-Type": "application/secevent+jwt"},
     ) as resp:
@@ -97,7 +83,5 @@ async def send(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app[SIGNER] = RiscSigner()
     app.router.add_get("/.well-known/risc-configuration", configuration)
-    app.router.add_get("/risc/jwks", jwks)
     app.router.add_post(PREFIX + "/risc/send", send)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from gwsync.emulator.state import EmulatorState, IssuedGrant
+from gwsync.emulator.grants import IssuedGrant
+from gwsync.emulator.state import EmulatorState
 
 CONTACTS_READONLY = "https://www.googleapis.com/auth/contacts.readonly"
 #: What the demo user consents to: the narrowest scope of each gwsync feature.

@@ -20,9 +20,10 @@ from aiohttp import web
 
 from gwsync.emulator import drive_data
 from gwsync.emulator.auth import ApiMethod, google_api
-from gwsync.emulator.errors import ApiError
+from gwsync.emulator.errors import GoogleApiError, error_item
+from gwsync.emulator.grants import BearerToken
 from gwsync.emulator.push import Channel, GmailWatch, notify_channel, push_of, resource_id, version
-from gwsync.emulator.state import STATE_KEY, AccessToken, EmulatorState
+from gwsync.emulator.state import STATE_KEY, EmulatorState
 
 _CAL, _DRIVE = "calendar-json.googleapis.com", "drive.googleapis.com"
 # ``rpc`` names are not published; these follow each API's naming pattern [unconfirmed].
@@ -43,22 +44,9 @@ _CHANNEL_ID = re.compile(r"^[A-Za-z0-9\-_+/=]{1,64}$")
 _TOPIC = re.compile(r"^projects/[^/]+/topics/[^/]+$")
 
 
-class WatchError(ApiError):
+def _error(code: int, reason: str, message: str) -> GoogleApiError:
     """Calendar, Drive and Gmail render ``errors[{domain, reason, message}]`` beside status."""
-
-    def __init__(self, code: int, reason: str, message: str) -> None:
-        super().__init__(code, message)
-        self.reason = reason
-
-    def body(self) -> dict[str, Any]:
-        out = super().body()
-        out["error"]["errors"] = [{"domain": "global", "reason": self.reason,
-                                   "message": self.message}]
-        return out
-
-
-def _error(code: int, reason: str, message: str) -> WatchError:
-    return WatchError(code, reason, message)
+    return GoogleApiError(code, message, errors=[error_item(reason, message)])
 
 
 async def _object(request: web.Request) -> dict[str, Any]:
@@ -83,7 +71,7 @@ def _expiry(state: EmulatorState, api: str, asked: Any) -> float:
     return now + (min(ttl, cap) if cap else ttl)
 
 
-def _new_channel(request: web.Request, token: AccessToken, api: str, body: dict[str, Any],
+def _new_channel(request: web.Request, token: BearerToken, api: str, body: dict[str, Any],
                  resource: str, uri: str) -> Channel:
     state, push = request.app[STATE_KEY], push_of(request.app[STATE_KEY])
     channel_id, address = body.get("id"), body.get("address")
@@ -117,7 +105,7 @@ def _channel_json(channel: Channel) -> dict[str, Any]:
 
 
 @google_api(EVENTS_WATCH)
-async def events_watch(request: web.Request, token: AccessToken) -> web.Response:
+async def events_watch(request: web.Request, token: BearerToken) -> web.Response:
     """``POST /calendar/v3/calendars/{calendarId}/events/watch``: the primary calendar only."""
     state = request.app[STATE_KEY]
     calendar_id = request.match_info["calendarId"]
@@ -129,7 +117,7 @@ async def events_watch(request: web.Request, token: AccessToken) -> web.Response
 
 
 @google_api(CHANGES_WATCH)
-async def changes_watch(request: web.Request, token: AccessToken) -> web.Response:
+async def changes_watch(request: web.Request, token: BearerToken) -> web.Response:
     """``POST /drive/v3/changes/watch?pageToken=…`` (``pageToken`` is required)."""
     raw = request.query.get("pageToken")
     if not raw:
@@ -142,7 +130,7 @@ async def changes_watch(request: web.Request, token: AccessToken) -> web.Respons
     return web.json_response(_channel_json(channel))
 
 
-async def _stop(request: web.Request, token: AccessToken, api: str) -> web.Response:
+async def _stop(request: web.Request, token: BearerToken, api: str) -> web.Response:
     """Stop a channel of this user and client; Google's 404 text is as observed."""
     state = request.app[STATE_KEY]
     body, push = await _object(request), push_of(state)
@@ -157,18 +145,18 @@ async def _stop(request: web.Request, token: AccessToken, api: str) -> web.Respo
 
 
 @google_api(CALENDAR_STOP)
-async def calendar_stop(request: web.Request, token: AccessToken) -> web.Response:
+async def calendar_stop(request: web.Request, token: BearerToken) -> web.Response:
     """``POST /calendar/v3/channels/stop``."""
     return await _stop(request, token, "calendar")
 
 
 @google_api(DRIVE_STOP)
-async def drive_stop(request: web.Request, token: AccessToken) -> web.Response:
+async def drive_stop(request: web.Request, token: BearerToken) -> web.Response:
     """``POST /drive/v3/channels/stop``."""
     return await _stop(request, token, "drive")
 
 
-def _own_mailbox(request: web.Request, token: AccessToken) -> None:
+def _own_mailbox(request: web.Request, token: BearerToken) -> None:
     state = request.app[STATE_KEY]
     user_id = request.match_info["userId"]
     if user_id not in ("me", state.user(token.user).email):
@@ -189,7 +177,7 @@ def _check_watch_request(body: dict[str, Any]) -> str:
 
 
 @google_api(GMAIL_WATCH)
-async def gmail_watch(request: web.Request, token: AccessToken) -> web.Response:
+async def gmail_watch(request: web.Request, token: BearerToken) -> web.Response:
     """``POST /gmail/v1/users/{userId}/watch``; calling it again replaces the watch.
 
     A topic Gmail may not publish to answers 403 as Google does (its text as observed).
@@ -210,7 +198,7 @@ async def gmail_watch(request: web.Request, token: AccessToken) -> web.Response:
 
 
 @google_api(GMAIL_STOP)
-async def gmail_stop(request: web.Request, token: AccessToken) -> web.Response:
+async def gmail_stop(request: web.Request, token: BearerToken) -> web.Response:
     """``POST /gmail/v1/users/{userId}/stop``: no more notifications for this mailbox."""
     _own_mailbox(request, token)
     push_of(request.app[STATE_KEY]).gmail.pop(token.user, None)

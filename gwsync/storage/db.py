@@ -23,19 +23,35 @@ SessionFactory = async_sessionmaker[AsyncSession]
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An engine that enforces foreign keys and waits for locks on SQLite too."""
+    """An engine that enforces foreign keys and waits for locks on SQLite too.
+
+    Its errors never carry statement parameters (`hide_parameters`): they hold tokens,
+    ciphertext and identifiers, and an exception's text can end up in a log line.
+    """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
+            # Deleted content is overwritten with zeros, not left in free pages.
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
+
+
+async def flush_residue(engine: AsyncEngine) -> None:
+    """After an erasure: on SQLite, copy the WAL into the database and truncate it, so the
+    deleted rows' old pages (zeroed by `secure_delete` in the database file) do not linger
+    in the log. PostgreSQL's residue is the operator's (README, Residue)."""
+    if engine.dialect.name != "sqlite":
+        return
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def session_factory(engine: AsyncEngine) -> SessionFactory:

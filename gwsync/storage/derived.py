@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gwsync.connectors.features import FEATURES
-from gwsync.storage.records import Page, RecordStore, Removal, Upsert
+from gwsync.domain.features import FEATURES
+from gwsync.domain.pages import Page, Removal, Upsert
+from gwsync.storage.records import RecordStore
 
 Contents = Sequence[tuple[str, dict[str, Any], datetime]]
 
@@ -45,7 +46,8 @@ DERIVATIONS: dict[str, tuple[Derivation, ...]] = {
 
 
 async def refresh(
-    store: RecordStore, account_id: str, generation: int, feature: str, epoch: int
+    store: RecordStore, account_id: str, generation: int, feature: str, epoch: int,
+    lease: int | None = None,
 ) -> int:
     """Recompute a feature's derived data after a sync; returns how many were written."""
     derivations = DERIVATIONS.get(feature, ())
@@ -63,5 +65,5 @@ async def refresh(
             source_method=f"gwsync.derived.{derivation.name}",
             expires_at=min(expiry for _, _, expiry in contents)))
     await store.write_page(account_id, generation, declared,
-                           Page(upserts=upserts, removals=removals), epoch=epoch)
+                           Page(upserts=upserts, removals=removals), epoch=epoch, lease=lease)
     return len(upserts)

@@ -6,7 +6,7 @@ the records: a restored records backup whose keys are gone yields nothing readab
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -20,10 +20,14 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from gwsync.timeutil import utcnow
+from gwsync.core.timeutil import utcnow
+
+#: A `next_due_at` in the past: a new sync state is due at the scheduler's next tick.
+DUE_NOW = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -51,7 +55,7 @@ class Account(Base):
     #: Hashes of the refresh token for matching Cross-Account Protection events.
     token_prefix_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     token_sha512x2: Mapped[str | None] = mapped_column(String(100), index=True)
-    #: SHA-256 of the Google account's `sub`, for Cross-Account Protection events (optional).
+    #: Keyed pseudonym of the Google account's `sub`, for Cross-Account Protection events.
     google_sub_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -66,6 +70,35 @@ class DataKey(Base):
         String(36), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     )
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The master key that wrapped it (gwsync/core/keyring.py); NULL: before keyrings.
+    master_key_id: Mapped[str | None] = mapped_column(String(24), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FeatureKey(Base):
+    """The data key of one feature of one account: its records are encrypted under it, so
+    withdrawing the feature destroys it and every copy of those records with it."""
+
+    __tablename__ = "feature_keys"
+
+    account_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    feature: Mapped[str] = mapped_column(String(40), primary_key=True)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str | None] = mapped_column(String(24), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PseudonymKey(Base):
+    """The secret keyed pseudonyms are HMACs under (one row), wrapped by the keyring."""
+
+    __tablename__ = "pseudonym_keys"
+
+    slot: Mapped[str] = mapped_column(String(20), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(9))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(24))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -73,6 +106,12 @@ class SyncState(Base):
     """Where one feature of one account stands: stage, status, cursor, last error."""
 
     __tablename__ = "sync_states"
+    __table_args__ = (
+        # The scheduler reads only the rows due (O(due), not O(sync_states)) and the
+        # recovery cron only the running ones, each by an index range.
+        Index("ix_sync_states_next_due_at", "next_due_at", "account_id", "feature"),
+        Index("ix_sync_states_status_started_at", "status", "started_at"),
+    )
 
     account_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
@@ -88,11 +127,22 @@ class SyncState(Base):
     page_token: Mapped[str | None] = mapped_column(Text)
     #: Bumped at each full sync; records not seen in the latest one are deleted.
     epoch: Mapped[int] = mapped_column(Integer, default=0)
+    #: Bumped by each run that takes the sync's lock: the fencing token every write of
+    #: that run must still match (gwsync/storage/leases.py), so a run that lost its lock
+    #: (paused, partitioned) writes nothing once another has taken over.
+    lease: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error_category: Mapped[str | None] = mapped_column(String(40))
     last_error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column()
     last_synced_at: Mapped[datetime | None] = mapped_column()
     full_synced_at: Mapped[datetime | None] = mapped_column()
+    #: When the scheduler next looks at this row: set a sync interval ahead each time it
+    #: enqueues or re-checks it (gwsync/tasks/schedule.py). A hint for the index, not the
+    #: rule: the rule is still "not attempted within the interval", checked on the row.
+    # The server default (rows that existed before migration 0004) is written as SQLite
+    # stores DUE_NOW, so the scheduler's keyset paging compares like with like there.
+    next_due_at: Mapped[datetime] = mapped_column(
+        default=DUE_NOW, server_default=text("'1970-01-01 00:00:00.000000'"))
 
 
 class Record(Base):
@@ -113,7 +163,7 @@ class Record(Base):
     kind: Mapped[str] = mapped_column(String(40))
     external_id: Mapped[str] = mapped_column(String(255))
     content: Mapped[bytes] = mapped_column(LargeBinary)
-    # Purpose metadata (DESIGN.md, data rules).
+    # Purpose metadata (docs/architecture.md §4, §7).
     data_use: Mapped[str] = mapped_column(String(60))
     scope: Mapped[str] = mapped_column(String(200))
     source_api: Mapped[str] = mapped_column(String(40))
@@ -122,6 +172,22 @@ class Record(Base):
     expires_at: Mapped[datetime] = mapped_column()
     policy_version: Mapped[str] = mapped_column(String(40))
     epoch: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RecordCount(Base):
+    """How many fetched records (not `derived:*`) an account holds per feature.
+
+    Kept by the record store's writes and deletes in their own transaction, so the ops
+    snapshot reads one small row per account and feature instead of counting `records`.
+    """
+
+    __tablename__ = "record_counts"
+
+    account_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    feature: Mapped[str] = mapped_column(String(40), primary_key=True)
+    records: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 def is_source_record() -> Any:
@@ -203,4 +269,35 @@ class WatchChannel(Base):
     resource_id: Mapped[str | None] = mapped_column(String(200))
     address_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AppWebhook(Base):
+    """An event for the main app, in the outbox until delivered (gwsync/storage/outbox.py).
+
+    Written in the transaction of the change it reports, so an event exists exactly when
+    its change was committed. Its body (which names the app's user id) is sealed under the
+    master key; only what delivery and the ops page need is in clear. A delivered event is
+    deleted; one given up keeps its body for GWSYNC_APP_WEBHOOK_KEEP_FAILED_S (to be
+    redelivered), then none.
+    """
+
+    __tablename__ = "app_webhooks"
+    __table_args__ = (
+        Index("ix_app_webhooks_status_next", "status", "next_attempt_at"),
+    )
+
+    #: The Standard Webhooks `webhook-id` (`msg_…`): the same on every retry.
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    type: Mapped[str] = mapped_column(String(40))
+    account_id: Mapped[str] = mapped_column(String(36), index=True)
+    #: The erasure an `account.revoked` or `erasure.verified` event reports.
+    erasure_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    #: held (until its erasure is verified) | pending | failed (given up)
+    status: Mapped[str] = mapped_column(String(10))
+    body_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    #: The receiver's HTTP status or the kind of network failure — never its body.
+    last_error: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

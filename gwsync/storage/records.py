@@ -13,39 +13,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gwsync.connectors.features import Feature
-from gwsync.storage import accounts, crypto, keys, purpose
+from gwsync.core.keyring import Keyring
+from gwsync.core.timeutil import rfc3339, utcnow
+from gwsync.domain import purpose
+from gwsync.domain.features import Feature
+from gwsync.domain.pages import Page, Upsert
+from gwsync.storage import accounts, crypto, keys, leases
 from gwsync.storage.db import SessionFactory
-from gwsync.storage.models import AccessLog, Record, SyncState, is_source_record
-from gwsync.timeutil import rfc3339, utcnow
-
-
-@dataclass(frozen=True)
-class Upsert:
-    kind: str
-    external_id: str
-    content: Mapping[str, Any]
-    #: For derived data: the computation it came from, and its sources' earliest expiry.
-    source_method: str | None = None
-    expires_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Removal:
-    kind: str
-    external_id: str
-
-
-@dataclass(frozen=True)
-class Page:
-    """What one page of a Google listing changes, already reduced to stored fields."""
-
-    upserts: Sequence[Upsert] = ()
-    removals: Sequence[Removal] = ()
+from gwsync.storage.models import AccessLog, Record, RecordCount, SyncState, is_source_record
 
 
 @dataclass(frozen=True)
@@ -63,6 +42,26 @@ def _insert_for(session: AsyncSession) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+async def adjust_counts(session: AsyncSession, account_id: str, deltas: Mapping[str, int]) -> None:
+    """Add `deltas` (feature → change in fetched records) to the account's record counts.
+
+    Called in the transaction that wrote or deleted the rows, so the counts move with
+    them; one writer per account and feature at a time (the sync lock) keeps them exact.
+    """
+    rows = [{"account_id": account_id, "feature": name, "records": delta}
+            for name, delta in deltas.items() if delta]
+    if not rows:
+        return
+    stmt = _insert_for(session)(RecordCount.__table__)
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=["account_id", "feature"],
+        set_={"records": RecordCount.__table__.c.records + stmt.excluded.records}), rows)
+
+
+def _is_derived(kind: str) -> bool:
+    return kind.startswith("derived:")
+
+
 def _minimise(feature: Feature, item: Upsert) -> bytes:
     """Keep only the declared fields: a connector bug cannot widen what is stored."""
     allowed = feature.fields.get(item.kind)
@@ -74,11 +73,11 @@ def _minimise(feature: Feature, item: Upsert) -> bytes:
 
 class RecordStore:
     def __init__(
-        self, sessions: SessionFactory, master: bytes, policy_version: str,
+        self, sessions: SessionFactory, ring: Keyring, policy_version: str,
         on_decision: Callable[[purpose.Decision], None] | None = None,
     ) -> None:
         self._sessions = sessions
-        self._master = master
+        self._ring = ring
         self._policy_version = policy_version
         #: Told of every purpose decision (the worker counts them as metrics).
         self._on_decision = on_decision or (lambda _decision: None)
@@ -92,38 +91,55 @@ class RecordStore:
         *,
         epoch: int,
         state: Mapping[str, Any] | None = None,
+        lease: int | None = None,
     ) -> None:
-        """Apply one page and its checkpoint (`state` → sync_states) in one fenced transaction."""
+        """Apply one page and its checkpoint (`state` → sync_states) in one fenced transaction.
+
+        With `lease`, the page is written only if the run still holds the sync's lease."""
         async with self._sessions.begin() as session:
             await accounts.fence(session, account_id, generation)
-            cipher = await keys.cipher(session, self._master, account_id)
+            if lease is not None:
+                await leases.check(session, account_id, feature.name, lease)
+            await keys.cipher(session, self._ring, account_id)  # or KeyShreddedError
+            added = 0
             if page.upserts:
-                await self._upsert(session, cipher, account_id, feature, page.upserts, epoch)
+                added = await self._upsert(session, account_id, feature, page.upserts, epoch)
             for item in page.removals:
-                await session.execute(delete(Record).where(
+                result = await session.execute(delete(Record).where(
                     Record.account_id == account_id, Record.kind == item.kind,
                     Record.external_id == item.external_id))
+                if not _is_derived(item.kind):
+                    added -= result.rowcount or 0  # type: ignore[attr-defined]  # DML gives a CursorResult
+            await adjust_counts(session, account_id, {feature.name: added})
             if state:
                 await session.execute(update(SyncState).where(
                     SyncState.account_id == account_id, SyncState.feature == feature.name
                 ).values(**state))
 
     async def _upsert(
-        self, session: AsyncSession, cipher: crypto.RowCipher, account_id: str,
-        feature: Feature, items: Sequence[Upsert], epoch: int,
-    ) -> None:
+        self, session: AsyncSession, account_id: str, feature: Feature,
+        items: Sequence[Upsert], epoch: int,
+    ) -> int:
+        """Insert or update the items → how many fetched records are new.
+
+        Each is encrypted under the key of its feature and retention period (the month it
+        expires in), so the retention sweep can destroy the keys of periods past."""
         now = utcnow()
+        unique = list({(i.kind, i.external_id): i for i in items}.values())
+        expiry = [item.expires_at or now + feature.retention for item in unique]
+        names = [keys.period_key(feature.name, at) for at in expiry]
+        ciphers = await keys.feature_ciphers(session, self._ring, account_id, set(names),
+                                             create=True)
         rows = [{
             "account_id": account_id, "feature": feature.name, "kind": item.kind,
             "external_id": item.external_id,
-            "content": cipher.encrypt(crypto.record_row(item.kind, item.external_id),
-                                      _minimise(feature, item)),
+            "content": ciphers[name].encrypt(crypto.record_row(item.kind, item.external_id),
+                                             _minimise(feature, item)),
             "data_use": feature.data_use, "scope": feature.scope, "source_api": feature.api,
             "source_method": item.source_method or feature.source_method, "fetched_at": now,
-            "expires_at": item.expires_at or now + feature.retention,
-            "policy_version": self._policy_version,
-            "epoch": epoch,
-        } for item in {(i.kind, i.external_id): i for i in items}.values()]
+            "expires_at": at, "policy_version": self._policy_version, "epoch": epoch,
+        } for item, at, name in zip(unique, expiry, names, strict=True)]
+        new = await self._new_sources(session, account_id, rows)
         # One statement executed with many parameter sets (not `.values(rows)`): it is
         # compiled once and cached, where a multi-VALUES statement was compiled per page
         # and cost more CPU than the encryption (bench/ingest.py, profiled).
@@ -133,6 +149,20 @@ class RecordStore:
             index_elements=["account_id", "kind", "external_id"],
             set_={name: stmt.excluded[name] for name in keep},
         ), rows)
+        return new
+
+    @staticmethod
+    async def _new_sources(
+        session: AsyncSession, account_id: str, rows: Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Of the page's fetched records, how many are not stored yet (one indexed query)."""
+        ids = [(r["kind"], r["external_id"]) for r in rows if not _is_derived(r["kind"])]
+        if not ids:
+            return 0
+        stored = await session.scalar(select(func.count()).select_from(Record).where(
+            Record.account_id == account_id,
+            tuple_(Record.kind, Record.external_id).in_(ids)))
+        return len(ids) - int(stored or 0)
 
     async def contents_for_derivation(
         self, account_id: str, feature: Feature
@@ -149,23 +179,27 @@ class RecordStore:
                 ~Record.kind.startswith("derived:"))))
             if not rows:
                 return []
-            cipher = await keys.cipher(session, self._master, account_id)
-        return [(r.external_id, _present(cipher, r)["content"], r.expires_at) for r in rows]
+            ciphers = await _ciphers(session, self._ring, account_id, rows)
+        return [(r.external_id, _present(ciphers, r)["content"], r.expires_at) for r in rows]
 
     async def delete_stale(
         self, account_id: str, generation: int, feature: Feature, *, epoch: int,
-        state: Mapping[str, Any],
+        state: Mapping[str, Any], lease: int | None = None,
     ) -> int:
         """After a full sync: drop what it did not see, and record the new cursor."""
         async with self._sessions.begin() as session:
             await accounts.fence(session, account_id, generation)
-            result = await session.execute(delete(Record).where(
-                Record.account_id == account_id, Record.feature == feature.name,
-                Record.epoch < epoch))
+            if lease is not None:
+                await leases.check(session, account_id, feature.name, lease)
+            stale = (Record.account_id == account_id, Record.feature == feature.name,
+                     Record.epoch < epoch)
+            sources = await session.execute(delete(Record).where(*stale, is_source_record()))
+            derived = await session.execute(delete(Record).where(*stale, ~is_source_record()))
+            await adjust_counts(session, account_id, {feature.name: -(sources.rowcount or 0)})  # type: ignore[attr-defined]  # DML gives a CursorResult
             await session.execute(update(SyncState).where(
                 SyncState.account_id == account_id, SyncState.feature == feature.name
             ).values(**state))
-            return result.rowcount or 0
+            return (sources.rowcount or 0) + (derived.rowcount or 0)  # type: ignore[attr-defined]  # DML gives a CursorResult
 
     async def read(
         self,
@@ -216,8 +250,8 @@ class RecordStore:
         rows = list(await session.scalars(query))
         if not rows:
             return ReadResult()
-        cipher = await keys.cipher(session, self._master, account_id)
-        items = [_present(cipher, row) for row in rows[:limit]]
+        ciphers = await _ciphers(session, self._ring, account_id, rows[:limit])
+        items = [_present(ciphers, row) for row in rows[:limit]]
         next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
         return ReadResult(items=items, next_cursor=next_cursor)
 
@@ -243,15 +277,32 @@ class RecordStore:
         ))
 
 
+#: Row ids are signed 64-bit integers on both databases; a cursor past them names nothing.
+MAX_CURSOR = 2**63 - 1
+
+
 def _parse_cursor(cursor: str | None) -> int:
+    """A row id this store handed out: ASCII digits (not `str.isdigit()`, which takes "²",
+    that `int()` refuses), at most 2^63-1 (beyond, the database driver overflows)."""
     if cursor is None or cursor == "":
         return 0
-    if not cursor.isdigit():
+    if not (len(cursor) <= 19 and cursor.isascii() and cursor.isdigit()):
         raise BadCursorError("cursor must be one this API returned")
-    return int(cursor)
+    value = int(cursor)
+    if value > MAX_CURSOR:
+        raise BadCursorError("cursor must be one this API returned")
+    return value
 
 
-def _present(cipher: crypto.RowCipher, row: Record) -> dict[str, Any]:
+async def _ciphers(session: AsyncSession, ring: Keyring, account_id: str,
+                   rows: Sequence[Record]) -> dict[str, crypto.RowCipher]:
+    """The ciphers of the rows' feature and retention period keys, by key name."""
+    names = {keys.period_key(r.feature, r.expires_at) for r in rows}
+    return await keys.feature_ciphers(session, ring, account_id, names, create=False)
+
+
+def _present(ciphers: Mapping[str, crypto.RowCipher], row: Record) -> dict[str, Any]:
+    cipher = ciphers[keys.period_key(row.feature, row.expires_at)]
     content = json.loads(cipher.decrypt(crypto.record_row(row.kind, row.external_id),
                                         row.content))
     return {

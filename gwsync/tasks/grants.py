@@ -7,16 +7,18 @@ it stop syncing and their records are erased — the rest of the account is unto
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from gwsync.connectors import oauth
 from gwsync.connectors.errors import GoogleError, RevokedError
-from gwsync.connectors.features import FEATURES
+from gwsync.core import logs
+from gwsync.domain.features import FEATURES
 from gwsync.storage import accounts
-from gwsync.storage.models import Account
+from gwsync.storage.models import Account, SyncState
 from gwsync.tasks import erase
-from gwsync.worker import logging
-from gwsync.worker.deps import Deps
+from gwsync.tasks.deps import Deps
 
-log = logging.get("gwsync.grants")
+log = logs.get("gwsync.grants")
 
 
 async def apply_granted(deps: Deps, account_id: str, granted: frozenset[str]) -> list[str]:
@@ -28,12 +30,26 @@ async def apply_granted(deps: Deps, account_id: str, granted: frozenset[str]) ->
         before = frozenset(account.granted_scopes.split())
         account.granted_scopes = " ".join(sorted(granted))
         subject = account.subject_hash
-    lost = [f.name for f in FEATURES.values() if f.scope in before and f.scope not in granted]
+        lost = [f.name for f in FEATURES.values()
+                if f.scope in before and f.scope not in granted]
+        await _announce_lost(deps, session, account, lost)
     if lost:
         log.info("scopes_withdrawn", account_id=account_id, features=lost)
         await erase.request(deps, [account_id], subject_hash=subject,
                             trigger="scope_withdrawn", scope={"features": lost})
     return lost
+
+
+async def _announce_lost(deps: Deps, session: AsyncSession, account: Account,
+                         lost: list[str]) -> None:
+    """`feature.needs_permission` for each lost feature the app has not yet heard of (a
+    sync that met the refusal announced its own feature already)."""
+    for name in lost:
+        state = await session.get(SyncState, (account.id, name))
+        if state is None or state.status != "needs_permission":
+            await deps.outbox.add(session, "feature.needs_permission", account.id,
+                                  account.user_id, data={"feature": name,
+                                                         "scope": FEATURES[name].scope})
 
 
 async def recheck(deps: Deps, account_id: str, refresh_token: str) -> list[str]:

@@ -7,24 +7,30 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 
+from gwsync.core import logs
+from gwsync.core.timeutil import rfc3339, utcnow
+from gwsync.storage import outbox
 from gwsync.storage.models import Account, Erasure, Record
 from gwsync.tasks import erase
-from gwsync.timeutil import rfc3339, utcnow
-from gwsync.worker import logging
-from gwsync.worker.deps import Deps
+from gwsync.tasks.deps import Deps
 
-log = logging.get("gwsync.recover")
+log = logs.get("gwsync.recover")
 
 
 async def resume_erasures(ctx: dict[str, Any]) -> int:
+    """Re-queue erasures nobody leases. One requested less than a lease ago may be a job a
+    live worker has just picked up and not yet leased: freeing its in-progress mark would
+    start a second run of the same job beside it, so it waits for the next look."""
     deps: Deps = ctx["deps"]
+    settled = utcnow() - timedelta(seconds=deps.settings.erasure_lease_s)
     async with deps.sessions() as session:
-        pending = list(await session.scalars(
-            select(Erasure.id).where(Erasure.state != "verified")))
+        pending = list(await session.scalars(select(Erasure.id).where(
+            Erasure.state != "verified", Erasure.requested_at < settled)))
     resumed = 0
     for erasure_id in pending:
         if not await deps.queue.leased(f"erasure:{erasure_id}"):
@@ -46,9 +52,12 @@ async def retry_revocations(ctx: dict[str, Any]) -> int:
 
 
 async def sweep_retention(ctx: dict[str, Any]) -> int:
-    """One partial erasure per account holding records past retention."""
+    """One partial erasure per account holding records past retention; and the bodies
+    of given-up app webhooks past their keep window go (they name the app's user)."""
     deps: Deps = ctx["deps"]
     cutoff = utcnow()
+    await outbox.forget_given_up(deps.sessions, cutoff - timedelta(
+        seconds=deps.settings.app_webhook_keep_failed_s))
     async with deps.sessions() as session:
         rows = (await session.execute(
             select(Record.account_id, Account.subject_hash).distinct()

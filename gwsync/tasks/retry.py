@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from gwsync.worker.settings import Settings
+from gwsync.core.settings import Settings
 
 CAP_S = 60.0
 #: A `Retry-After` is honoured, plus up to this fraction more, so that the jobs Google

@@ -17,24 +17,23 @@ from typing import Any
 from arq import Retry
 from googleapiclient.discovery import Resource
 
-from gwsync.connectors import client, features, oauth, quota, watches
+from gwsync.connectors import client, oauth, quota, watches
 from gwsync.connectors.errors import GoogleError, TemporaryError
+from gwsync.core import logs
+from gwsync.core.settings import Settings
+from gwsync.core.timeutil import utcnow
+from gwsync.domain import features
 from gwsync.storage import accounts, channels, keys, purge
 from gwsync.storage.models import Account, Erasure, SyncState, WatchChannel
+from gwsync.tasks.deps import Deps
+from gwsync.tasks.liveness import Live
+from gwsync.tasks.outcomes import Skip
 from gwsync.tasks.retry import backoff
-from gwsync.timeutil import utcnow
-from gwsync.worker import logging
-from gwsync.worker.deps import Deps
-from gwsync.worker.settings import Settings
 
-log = logging.get("gwsync.watches")
+log = logs.get("gwsync.watches")
 WATCH = "watch_feature"
 MAX_TRIES = 3
 _told_polling: set[str] = set()
-
-
-class Skip(Exception):
-    """Nothing to watch now (account gone, feature not granted or not yet synced)."""
 
 
 def enabled(settings: Settings, feature: str) -> bool:
@@ -42,8 +41,9 @@ def enabled(settings: Settings, feature: str) -> bool:
     if not watches.declared(feature):
         return False
     if watches.WATCHED[feature][0] == "gmail":
+        # Pushes are authenticated by Pub/Sub's OIDC token, or else by the URL token.
         return bool(settings.gmail_push_topic and settings.gmail_push_subscription
-                    and settings.push_token)
+                    and (settings.push_oidc or settings.push_token))
     return settings.public_url is not None
 
 
@@ -69,11 +69,11 @@ async def after_sync(deps: Deps, account_id: str, feature: str, generation: int)
 async def enqueue(deps: Deps, account_id: str, feature: str, generation: int,
                   replacing: str | None = None) -> bool:
     """One queued watch job per account and feature (its id names both, so an erasure
-    drops it with the account's other jobs)."""
-    job = await deps.queue.redis.enqueue_job(
+    drops it with the account's other jobs; the queue registers it in the account's job
+    index, so the erasure finds it without reading the whole queue)."""
+    return await deps.queue.enqueue_account_job(
         WATCH, account_id, feature, generation, replacing,
-        _job_id=f"{deps.queue.prefix}:watch:{account_id}:{feature}")
-    return job is not None
+        job_id=f"{deps.queue.prefix}:watch:{account_id}:{feature}")
 
 
 def _valid_args(account_id: Any, feature: Any, generation: Any, replacing: Any) -> bool:
@@ -131,11 +131,12 @@ async def _target(deps: Deps, account_id: str, feature: features.Feature, genera
             raise Skip("already watched")
         if replacing is not None and replacing not in existing:
             raise Skip("channel already replaced")
-        grant = await accounts.grant(session, deps.settings.master_key, account)
+        grant = await accounts.grant(session, deps.keyring, account)
     return grant.refresh_token, state.cursor
 
 
 async def _service(deps: Deps, refresh_token: str, feature: features.Feature) -> Resource:
+    """A client with a fresh access token of `feature`'s scope only."""
     token = await oauth.access_token(deps.oauth, refresh_token, feature.scope)
     return client.service(watches.WATCHED[feature.name][0], token.token, deps.endpoints,
                           deps.settings.http_timeout_s)
@@ -144,6 +145,7 @@ async def _service(deps: Deps, refresh_token: str, feature: features.Feature) ->
 async def _watch(deps: Deps, account_id: str, feature: features.Feature, generation: int,
                  replacing: str | None) -> dict[str, Any]:
     refresh_token, cursor = await _target(deps, account_id, feature, generation, replacing)
+    await Live(deps.queue, account_id)()
     service = await _service(deps, refresh_token, feature)
     try:
         row = await _open(deps, service, account_id, feature.name, cursor)
@@ -166,19 +168,19 @@ async def _open(deps: Deps, service: Resource, account_id: str, feature: str,
                 cursor: str | None) -> WatchChannel:
     """Ask Google for the watch; the row to store (not yet stored)."""
     settings, channel_id = deps.settings, str(uuid.uuid4())
+    budget = quota.Budget(deps.limiter, account_id, Live(deps.queue, account_id))
     if feature == "mail_activity":
-        budget = quota.Budget(deps.limiter, account_id)
         watch = await watches.watch_mailbox(service, settings.gmail_push_topic or "", budget)
         email = await watches.mailbox_address(service, budget)
         return WatchChannel(channel_id=channel_id, account_id=account_id, feature=feature,
-                            address_hash=watches.address_hash(settings.master_key, email),
+                            address_hash=watches.address_hash(deps.keyring.pseudonyms.subkey("mailbox-address"),
+                                                            email),
                             expires_at=watch.expires_at, created_at=utcnow())
     secret = secrets.token_urlsafe(32)
     api = watches.WATCHED[feature][0]
     address = f"{settings.public_url}/webhooks/google/{api}"
     watch = await watches.watch_channel(service, feature, channel_id, address, secret,
-                                        settings.watch_ttl_s, cursor,
-                                        quota.Budget(deps.limiter, account_id))
+                                        settings.watch_ttl_s, cursor, budget)
     return WatchChannel(channel_id=channel_id, account_id=account_id, feature=feature,
                         token_hash=watches.token_hash(secret), resource_id=watch.resource_id,
                         expires_at=watch.expires_at, created_at=utcnow())
@@ -238,7 +240,7 @@ async def stop_for_erasure(deps: Deps, erasure: Erasure) -> int:
     until one stops it; Gmail's ``users.stop`` names no channel (it stops the mailbox of
     whoever calls), so it is called once with every grant that has a Gmail watch here.
     """
-    tokens = purge.sealed_tokens(deps.settings.master_key, erasure)
+    tokens = purge.sealed_tokens(deps.keyring, erasure)
     if not tokens or not erasure.account_ids:
         return 0
     async with deps.sessions() as session:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -18,19 +18,21 @@ from arq import Retry
 from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
+from gwsync.core import logs, metrics, queue
+from gwsync.core.settings import Settings
+from gwsync.core.timeutil import as_utc
+from gwsync.storage import ops_snapshot
 from gwsync.storage.models import Erasure
-from gwsync.timeutil import as_utc
-from gwsync.worker import logging, metrics, ops_snapshot, queue
-from gwsync.worker.settings import Settings
 
-log = logging.get("gwsync.job_metrics")
-JobFunction = Callable[..., Awaitable[Any]]
+log = logs.get("gwsync.job_metrics")
+JobFunction = Callable[..., Coroutine[Any, Any, Any]]
 
 
 def outcome_of(result: Any) -> str:
     """The outcome a job reported (`{"outcome": ...}`), or `ok` for a plain return."""
     if isinstance(result, dict) and isinstance(result.get("outcome"), str):
-        return result["outcome"]
+        outcome: str = result["outcome"]
+        return outcome
     return "ok"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,15 +10,19 @@ import pytest
 from gwsync.connectors.calendar import (
     BUSY_KIND,
     EVENT_KIND,
+    HORIZON,
+    ROLL,
     AvailabilityConnector,
+    MeetingsConnector,
+    Window,
     busy_page,
     events_page,
     to_busy,
     to_change,
 )
 from gwsync.connectors.errors import CursorExpiredError, UnknownGoogleError
-from gwsync.connectors.features import FEATURES
-from gwsync.storage.records import Removal, Upsert
+from gwsync.domain.features import FEATURES
+from gwsync.domain.pages import Removal, Upsert
 
 
 def event(event_id: str = "abc123", **extra: Any) -> dict[str, Any]:
@@ -53,10 +57,10 @@ def test_stored_event_fields_are_the_declared_fields() -> None:
 
 def test_nothing_beyond_the_shown_event_fields_is_kept() -> None:
     """Descriptions, locations, attendees, organizers, links and etags do not reach the record."""
-    content = repr(to_change(event()))
+    raw, content = repr(event()), repr(to_change(event()))
     for absent in ("layoffs", "Room 101", "ceo@", "alice@", "eid=", "3391234567890000",
                    "Europe/Paris"):
-        assert absent not in content, absent
+        assert absent in raw and absent not in content, absent
 
 
 def test_all_day_events_keep_their_dates() -> None:
@@ -138,3 +142,97 @@ async def test_availability_has_no_incremental_sync() -> None:
     with pytest.raises(CursorExpiredError):
         async for _ in connector.incremental("anything"):
             pass
+
+
+class _Request:
+    methodId = "calendar.events.list"
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self._body = body
+
+    def execute(self) -> dict[str, Any]:
+        return self._body
+
+
+class _Events:
+    """A Calendar service that answers one page per call and records the parameters."""
+
+    def __init__(self, bodies: list[dict[str, Any]] | None = None) -> None:
+        self.bodies = bodies or []
+        self.calls: list[dict[str, Any]] = []
+
+    def events(self) -> _Events:
+        return self
+
+    def list(self, **params: Any) -> _Request:
+        self.calls.append(params)
+        return _Request(self.bodies.pop(0))
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_resumed_meetings_crawl_repeats_its_own_window() -> None:
+    """Resumed from a page token, a crawl sends that token's window, not today's, and the
+    page tokens and cursor it hands back carry the window; incremental calls send neither
+    the window nor showDeleted."""
+    old = Window(datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 4, 1, tzinfo=UTC))
+    service = _Events([{"items": [event()], "nextPageToken": "p2"},
+                       {"items": [], "nextSyncToken": "s1"}, {"items": []}])
+    connector = MeetingsConnector(service, 10,  # type: ignore[arg-type]
+                                  now=lambda: datetime(2030, 1, 3, tzinfo=UTC))
+    pages = [f async for f in connector.full(old.wrap("p1"))]
+    assert [c["timeMin"] for c in service.calls] == ["2030-01-01T00:00:00Z"] * 2
+    assert [c["pageToken"] for c in service.calls] == ["p1", "p2"]
+    assert pages[0].next_page_token == old.wrap("p2")
+    assert pages[1].next_cursor == old.wrap("s1")
+    [_ async for _ in connector.incremental(old.wrap("s1") or "")]
+    assert service.calls[2] == {"calendarId": "primary", "singleEvents": True,
+                                "maxResults": 10, "syncToken": "s1"}
+
+
+def test_the_meetings_window_runs_from_today_to_the_horizon() -> None:
+    """A crawl's window starts at midnight UTC today and ends HORIZON later."""
+    window = Window.from_day(datetime(2030, 1, 7, 15, 30, tzinfo=UTC))
+    assert window.params() == {"timeMin": "2030-01-07T00:00:00Z",
+                               "timeMax": (datetime(2030, 1, 7, tzinfo=UTC) + HORIZON)
+                               .strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def test_meetings_outside_the_window_become_removals() -> None:
+    """An event (or all-day event) starting at or after the horizon, or over before the
+    window, is removed rather than stored; one overlapping the window is kept."""
+    window = Window(datetime(2030, 1, 7, tzinfo=UTC), datetime(2030, 4, 7, tzinfo=UTC))
+    page = events_page([
+        event("in"), event("late", start={"date": "2030-04-07"}, end={"date": "2030-04-08"}),
+        event("past", start={"dateTime": "2030-01-06T10:00:00Z"},
+              end={"dateTime": "2030-01-07T00:00:00Z"}),
+        event("running", start={"dateTime": "2030-01-06T23:00:00Z"},
+              end={"dateTime": "2030-01-07T01:00:00Z"})], window)
+    assert [u.external_id for u in page.upserts] == ["in", "running"]
+    assert page.removals == [Removal(EVENT_KIND, "late"), Removal(EVENT_KIND, "past")]
+    with pytest.raises(UnknownGoogleError):
+        events_page([event(start={"dateTime": "soon"})], window)
+
+
+def test_a_wrapped_token_carries_its_window_and_a_bare_one_does_not() -> None:
+    """Cursors and page tokens carry their window; a bare Google token unwraps to None."""
+    window = Window(datetime(2030, 1, 7, tzinfo=UTC), datetime(2030, 4, 7, tzinfo=UTC))
+    wrapped = window.wrap("Cg0 token/with spaces")
+    assert wrapped is not None and window.wrap(None) is None
+    assert Window.unwrap(wrapped) == (window, "Cg0 token/with spaces")
+    assert Window.unwrap("CPDAlvWDx70CEPDAlvWDx70CGAU=") is None
+    assert Window.unwrap("w1 not-a-time 2030-01-01T00:00:00+00:00 t") is None
+
+
+@pytest.mark.parametrize("days_late", [ROLL.days + 1, 30])
+def test_a_meetings_cursor_whose_horizon_fell_behind_has_expired(days_late: int) -> None:
+    """Once the stored horizon is more than ROLL behind, the cursor counts as expired."""
+    now = datetime(2030, 1, 7, 12, tzinfo=UTC)
+    old = Window.from_day(now - timedelta(days=days_late))
+    connector = MeetingsConnector(_Events(), 10,  # type: ignore[arg-type]
+                                  now=lambda: now)
+    with pytest.raises(CursorExpiredError):
+        connector.incremental(old.wrap("token") or "")
+    with pytest.raises(CursorExpiredError):
+        connector.incremental("bare-sync-token")

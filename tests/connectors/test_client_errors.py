@@ -15,6 +15,7 @@ from gwsync.connectors.errors import (
     Category,
     CursorExpiredError,
     GoogleError,
+    PageTokenRefusedError,
     PermissionLostError,
     TemporaryError,
     UnknownGoogleError,
@@ -24,13 +25,16 @@ from gwsync.connectors.errors import (
 PRIVATE = "ada.lovelace@example.com"
 
 
-def http_error(status: int, body: Any, *, retry_after: str | None = "7") -> HttpError:
+PEOPLE = "https://people.googleapis.com/v1/people/me/connections?personFields=names"
+
+
+def http_error(status: int, body: Any, *, retry_after: str | None = "7",
+               uri: str = PEOPLE) -> HttpError:
     headers: dict[str, Any] = {"status": status, "content-type": "application/json"}
     if retry_after is not None:
         headers["retry-after"] = retry_after
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return HttpError(httplib2.Response(headers), content,
-                     uri="https://people.googleapis.com/v1/people/me/connections")
+    return HttpError(httplib2.Response(headers), content, uri=uri)
 
 
 def rpc_error(code: int, status: str, reason: str | None = None) -> dict[str, Any]:
@@ -90,6 +94,46 @@ def test_detail_never_repeats_googles_message(status: int, body: Any) -> None:
     assert PRIVATE not in error.detail
     assert "Problem with" not in error.detail
     assert PRIVATE not in str(error)
+
+
+#: A 400 to a paged call, in each API's words (Drive's is documented, Gmail's observed,
+#: Calendar's and People's are the emulator's guesses).
+PAGED = [
+    ("drive", "https://www.googleapis.com/drive/v3/files?pageSize=3&pageToken=x",
+     {"error": {"code": 400, "message": "Invalid Value", "errors": [
+         {"domain": "global", "reason": "invalid", "message": "Invalid Value",
+          "locationType": "parameter", "location": "pageToken"}]}}),
+    ("gmail", "https://gmail.googleapis.com/gmail/v1/users/me/messages?pageToken=x",
+     legacy_error(400, "invalidArgument", "global")),
+    ("calendar", "https://www.googleapis.com/calendar/v3/calendars/primary/events?pageToken=x",
+     legacy_error(400, "invalid", "global")),
+    ("people", PEOPLE + "&pageToken=x", rpc_error(400, "INVALID_ARGUMENT")),
+]
+
+
+@pytest.mark.parametrize(("uri", "body"), [p[1:] for p in PAGED], ids=[p[0] for p in PAGED])
+def test_a_400_to_a_paged_call_is_a_refused_page_token(uri: str, body: Any) -> None:
+    """Whatever the API's words, a 400 to a call carrying a page token means the token
+    is refused — a cursor to drop, so the crawl lists again from its first page."""
+    error = classify_http_error(http_error(400, body, uri=uri))
+    assert type(error) is PageTokenRefusedError
+    assert error.category is Category.CURSOR_EXPIRED
+
+
+@pytest.mark.parametrize("error", [
+    {"code": 400, "message": "Sync token is expired. Clear local cache and retry call "
+     "without the sync token.", "status": "INVALID_ARGUMENT"},
+    {"code": 400, "message": "Request contains an invalid argument.",
+     "status": "FAILED_PRECONDITION"},
+], ids=["message", "status"])
+def test_an_expired_sync_token_is_recognised_without_details(error: dict[str, Any]) -> None:
+    """People's expired sync token is a cursor to drop even when the body carries no
+    ErrorInfo `details` naming EXPIRED_SYNC_TOKEN."""
+    found = classify_http_error(http_error(400, {"error": error},
+                                           uri=PEOPLE + "&syncToken=abc"))
+    assert type(found) is CursorExpiredError
+    plain = classify_http_error(http_error(400, {"error": error}))  # no sync token sent
+    assert type(plain) is UnknownGoogleError
 
 
 def test_the_reason_is_named_in_the_detail() -> None:

@@ -20,6 +20,7 @@ def test_no_base_means_googles_real_hosts() -> None:
     assert google.token == "https://oauth2.googleapis.com/token"
     assert google.revoke == "https://oauth2.googleapis.com/revoke"
     assert google.authorize == "https://accounts.google.com/o/oauth2/v2/auth"
+    assert google.certs == "https://www.googleapis.com/oauth2/v1/certs"
     assert google.api_roots == {
         "people": "https://people.googleapis.com/",
         "gmail": "https://gmail.googleapis.com/",
@@ -44,10 +45,12 @@ def test_googles_endpoints_are_all_https_on_google_domains() -> None:
 
 @pytest.mark.parametrize("base", [BASE, ORIGIN])
 def test_every_url_goes_to_the_base_origin(base: str) -> None:
-    """With a base URL, token, revoke, authorize, batch and every API root are on that origin."""
+    """With a base URL, token, revoke, authorize, batch, the RISC discovery document,
+    Google's signing certificates and every API root are on that origin."""
     endpoints = Endpoints.from_base(base)
     urls = endpoints.urls()
-    assert len(urls) == 5 + len(APIS)
+    assert len(urls) == 6 + len(APIS)
+    assert endpoints.certs == f"{ORIGIN}/oauth2/v1/certs"
     for url in urls:
         parts = urlsplit(url)
         assert (parts.scheme, parts.netloc) == ("http", "127.0.0.1:9"), url

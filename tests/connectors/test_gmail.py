@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from gwsync.connectors.errors import UnknownGoogleError
-from gwsync.connectors.features import FEATURES
 from gwsync.connectors.gmail import KIND, history_ops, to_page, to_record
-from gwsync.storage.records import Removal, Upsert
+from gwsync.domain.features import FEATURES
+from gwsync.domain.pages import Removal, Upsert
 
 
 def message(mid: str = "18c0000000000001", **extra: Any) -> dict[str, Any]:

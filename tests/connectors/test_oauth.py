@@ -19,12 +19,12 @@ from gwsync.connectors.errors import (
 )
 from gwsync.connectors.oauth import (
     OAuthClient,
-    _classify,
     access_token,
+    classify_refresh_error,
     granted_scopes,
     revoke,
 )
-from gwsync.connectors.scopes import AUTH
+from gwsync.domain.scopes import AUTH
 from tests.conftest import Emulator
 
 CONTACTS = AUTH + "contacts.readonly"
@@ -55,7 +55,7 @@ def test_invalid_grant_is_revocation() -> None:
     exc = auth_exceptions.RefreshError(
         "invalid_grant: Token has been expired or revoked.",
         {"error": "invalid_grant", "error_description": "Token has been expired or revoked."})
-    error = _classify(exc)
+    error = classify_refresh_error(exc)
     assert isinstance(error, RevokedError)
     assert error.category is Category.REVOKED
 
@@ -63,13 +63,13 @@ def test_invalid_grant_is_revocation() -> None:
 def test_invalid_grant_is_revocation_even_if_marked_retryable() -> None:
     """A definite `invalid_grant` is never downgraded to a retry."""
     exc = auth_exceptions.RefreshError("x", {"error": "invalid_grant"}, retryable=True)
-    assert isinstance(_classify(exc), RevokedError)
+    assert isinstance(classify_refresh_error(exc), RevokedError)
 
 
 def test_invalid_scope_is_lost_permission() -> None:
     """`invalid_scope` means the grant no longer covers the feature: permission lost."""
     exc = auth_exceptions.RefreshError("x", {"error": "invalid_scope"})
-    assert isinstance(_classify(exc), PermissionLostError)
+    assert isinstance(classify_refresh_error(exc), PermissionLostError)
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_invalid_scope_is_lost_permission() -> None:
 )
 def test_outages_are_temporary(exc: auth_exceptions.GoogleAuthError) -> None:
     """A retryable refresh failure, a failure without an error code, or no connection: retry."""
-    error = _classify(exc)
+    error = classify_refresh_error(exc)
     assert isinstance(error, TemporaryError)
     assert not isinstance(error, RevokedError)
 
@@ -93,7 +93,7 @@ def test_outages_are_temporary(exc: auth_exceptions.GoogleAuthError) -> None:
 def test_another_definite_oauth_error_is_unknown() -> None:
     """A non-retryable OAuth error other than grant or scope (e.g. invalid_client) is unknown."""
     exc = auth_exceptions.RefreshError("x", {"error": "invalid_client"})
-    error = _classify(exc)
+    error = classify_refresh_error(exc)
     assert type(error) is UnknownGoogleError
     assert "invalid_client" in str(error)
 
@@ -102,7 +102,7 @@ def test_the_error_detail_does_not_repeat_the_description() -> None:
     """The description Google sent (free text) is not copied into the error."""
     exc = auth_exceptions.RefreshError(
         "x", {"error": "invalid_grant", "error_description": f"Account {USER} was deleted"})
-    assert USER not in str(_classify(exc))
+    assert USER not in str(classify_refresh_error(exc))
 
 
 # -- against the emulator ------------------------------------------------------------------------

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from gwsync.connectors.errors import UnknownGoogleError
-from gwsync.connectors.features import FEATURES
 from gwsync.connectors.people import KIND, to_page, to_upsert
-from gwsync.storage.records import Page, Removal, Upsert
+from gwsync.domain.features import FEATURES
+from gwsync.domain.pages import Page, Removal, Upsert
 
 
 def person(resource: str = "people/c7100000000000000001", **extra: Any) -> dict[str, Any]:
@@ -49,10 +49,10 @@ def test_stored_fields_are_the_features_declared_fields() -> None:
 
 def test_nothing_beyond_the_shown_fields_is_kept() -> None:
     """Biographies, addresses, photos, etags and sub-field metadata do not reach the record."""
-    content = repr(to_upsert(person()))
+    raw, content = repr(person()), repr(to_upsert(person()))
     for absent in ("Analytical Society", "St James", "googleusercontent", "EgUBAi43",
                    "canonicalForm", "work", "givenName"):
-        assert absent not in content, absent
+        assert absent in raw and absent not in content, absent
 
 
 def test_a_person_with_only_some_fields_gets_empty_ones() -> None:
@@ -123,3 +123,21 @@ def test_one_bad_person_fails_the_whole_page() -> None:
     """A page with a person lacking resourceName is refused as a whole, not partly applied."""
     with pytest.raises(UnknownGoogleError):
         to_page([person("people/c1"), {"names": [{"displayName": "X"}]}])
+
+
+def test_previous_resource_names_are_removals_beside_the_person() -> None:
+    """A person Google renamed is upserted under its new name and its previous names are
+    removed; its own name among them is not; metadata itself is never stored."""
+    renamed = person("people/c9", metadata={
+        "sources": [{"type": "CONTACT", "id": "9"}],
+        "previousResourceNames": ["people/c1", "people/c2", "people/c9"]})
+    page = to_page([renamed])
+    assert [u.external_id for u in page.upserts] == ["people/c9"]
+    assert page.removals == [Removal(KIND, "people/c1"), Removal(KIND, "people/c2")]
+    assert "CONTACT" not in repr(page.upserts)
+
+
+def test_the_feature_asks_for_metadata() -> None:
+    """`metadata` is requested, or Google sends no previous names (nor deletions' flag)."""
+    fields = FEATURES["contacts"].params["people.people.connections.list"]["personFields"]
+    assert "metadata" in fields.split(",")

@@ -8,15 +8,17 @@ import signal
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
+from gwsync.core.settings import Settings
+from gwsync.devtools import processes
 from gwsync.emulator.seed import seed_demo_user
 from gwsync.storage.models import Erasure, Record
-from gwsync.worker import processes
-from gwsync.worker.deps import Deps
-from gwsync.worker.settings import Settings
+from gwsync.tasks.deps import Deps
 from tests.conftest import Emulator, RunWorker
-from tests.helpers import connect, eventually, start_worker, synced_user
+from tests.erasure_proof import ErasureProof
+from tests.helpers import USER, client, connect, eventually, start_worker, synced_user
 
 LEASE = {"GWSYNC_ERASURE_LEASE_S": "1"}
+MARKER = "Rp4ProcessMarkerWq"
 
 
 async def _erasure(deps: Deps, erasure_id: str) -> Erasure:
@@ -34,10 +36,12 @@ async def _records(deps: Deps) -> int:
 async def test_a_worker_killed_mid_erasure_is_finished_by_the_next(
     api: TestClient, deps: Deps, emulator: Emulator, run_worker: RunWorker, settings: Settings
 ) -> None:
-    """kill -9 during revocation; a restarted worker revokes, deletes and verifies."""
-    _, account_id = await synced_user(api, emulator.state, run_worker, 5)
+    """kill -9 during revocation; a restarted worker revokes, deletes and verifies, and
+    nothing of the account is left."""
+    _, account_id = await synced_user(api, emulator.state, run_worker, 5, marker=MARKER)
+    proof = await ErasureProof.capture(deps, account_id, marker=MARKER)
     emulator.state.add_fault("/revoke", 0, count=1, delay_ms=8000)
-    erasure_id = (await (await api.delete(f"/v1/accounts/{account_id}")).json())["erasure_id"]
+    erasure_id = (await client(api).disconnect(account_id, USER)).erasure_id
     first = await start_worker(settings, **LEASE)
     lease = f"{settings.redis_prefix}:lease:erasure:{erasure_id}"
     await eventually(lambda: deps.queue.redis.exists(lease), within_s=30)
@@ -50,7 +54,7 @@ async def test_a_worker_killed_mid_erasure_is_finished_by_the_next(
     half_done = await _erasure(deps, erasure_id)
     assert half_done.state == "shredded" and half_done.revocation == "pending"
     assert await _records(deps) == 5 + 1  # rows (5 contacts, 1 derived index) still there,
-    # but their key is already gone
+    await proof.assert_shredded()  # but their key is already gone
 
     second = await start_worker(settings, **LEASE)
     try:
@@ -63,21 +67,24 @@ async def test_a_worker_killed_mid_erasure_is_finished_by_the_next(
     assert done.verification["ok"]
     assert done.revocation == "revoked", done.last_error
     assert await _records(deps) == 0
+    await proof.assert_erased()
 
 
 async def test_a_sync_in_flight_in_a_real_worker_never_writes_after_erasure(
     api: TestClient, deps: Deps, emulator: Emulator, settings: Settings
 ) -> None:
-    """A slow sync in a worker process, erased mid-way, leaves zero records when both end."""
-    grant = seed_demo_user(emulator.state, 40)
+    """A slow sync in a worker process, erased mid-way, leaves zero records, and nothing of
+    the account, when both end."""
+    grant = seed_demo_user(emulator.state, 40, marker=MARKER)
     emulator.state.add_fault("/v1/people", 0, count=100, delay_ms=200)
     worker = await start_worker(settings)
     try:
         account_id = await connect(api, grant.refresh_token)
         await eventually(_records_positive(deps), within_s=30)
         assert await _records(deps) < 40
-        erasure_id = (await (await api.delete(f"/v1/accounts/{account_id}")).json())[
-            "erasure_id"]
+        proof = await ErasureProof.capture(deps, account_id, marker=MARKER)
+        erasure_id = (await client(api).disconnect(account_id, USER)).erasure_id
+        await proof.assert_shredded()
 
         async def verified() -> bool:
             return (await _erasure(deps, erasure_id)).state == "verified"
@@ -86,6 +93,7 @@ async def test_a_sync_in_flight_in_a_real_worker_never_writes_after_erasure(
     finally:
         await processes.stop(worker)
     assert await _records(deps) == 0
+    await proof.assert_erased()
 
 
 def _records_positive(deps: Deps):  # type: ignore[no-untyped-def]

@@ -8,7 +8,8 @@ import aiohttp
 import httplib2
 import pytest
 
-from gwsync.emulator import EmulatorState, base_url, serve
+from gwsync.emulator.app import base_url, serve
+from gwsync.emulator.state import EmulatorState
 from tests.emulator.support import Emulator
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gwsync.emulator import EmulatorState
+from gwsync.emulator.state import EmulatorState
 
 CONTACTS_RO = "https://www.googleapis.com/auth/contacts.readonly"
 CONTACTS = "https://www.googleapis.com/auth/contacts"

@@ -7,16 +7,10 @@ from typing import Any
 
 import aiohttp
 
-from gwsync.emulator import (
-    STATE_KEY,
-    EmulatorState,
-    create_app,
-    fake_contact,
-    seed_demo_user,
-    serve,
-    state_of,
-)
-from gwsync.emulator.state import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from gwsync.emulator.app import create_app, serve, state_of
+from gwsync.emulator.grants import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from gwsync.emulator.seed import fake_contact, seed_demo_user
+from gwsync.emulator.state import STATE_KEY, EmulatorState
 from tests.emulator.support import CALENDAR_RO, CONTACTS_RO, Emulator, person
 
 ADMIN = "/_emulator"
@@ -185,6 +179,17 @@ async def test_latency_only_fault_and_clearing(
         assert resp.status == 200
     status, _ = await _names(http, emulator.url, token)
     assert status == 200
+
+
+async def test_a_fault_can_start_after_some_requests_pass(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """``after: n`` lets n matching requests through before the fault strikes."""
+    _, token = emulator.user_with(1)
+    fault = {"path_prefix": "/v1/people", "status": 503, "count": 1, "after": 2}
+    await _post(http, f"{emulator.url}{ADMIN}/faults", fault)
+    statuses = [(await _names(http, emulator.url, token))[0] for _ in range(4)]
+    assert statuses == [200, 200, 503, 200]
 
 
 def test_seed_demo_user_is_deterministic_and_carries_the_marker() -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from urllib.parse import urlencode
 
 import aiohttp
+import google_auth_httplib2
+import httplib2
+import jwt
 import pytest
+from google.oauth2 import id_token as google_id_token
 
 from tests.consent_form import consent, open_form, submit
 from tests.emulator.support import CONTACTS_RO, Emulator
@@ -173,3 +178,37 @@ async def test_online_access_gets_no_refresh_token(
                              [CONTACTS_RO])
     status, body = await _exchange(http, emulator, redirect["code"])
     assert status == 200 and "refresh_token" not in body and body["access_token"]
+
+
+async def test_openid_yields_an_id_token_google_auth_verifies_from_either_certs_endpoint(
+    emulator: Emulator, http: aiohttp.ClientSession, alice: str
+) -> None:
+    """With `openid email` asked, the exchange returns an RS256 id_token about the user's
+    stable sub, for the client, that google-auth verifies against both of Google's certs
+    endpoints (v1: PEM certificates, v3: JWKS); `email` maps to its URL in `scope`."""
+    url = _auth_url(emulator, ["openid", "email", CONTACTS_RO])
+    status, body = await _exchange(http, emulator, (await consent(http, url, [CONTACTS_RO]))[
+        "code"])
+    assert status == 200, body
+    assert set(body["scope"].split()) == {"openid", AUTH + "userinfo.email", CONTACTS_RO}
+    for path in ("/oauth2/v1/certs", "/oauth2/v3/certs"):
+        connection = httplib2.Http(timeout=5)
+        try:
+            claims = await asyncio.to_thread(
+                google_id_token.verify_token, body["id_token"],
+                google_auth_httplib2.Request(connection),
+                audience=emulator.state.client_id, certs_url=emulator.url + path)
+        finally:
+            connection.close()
+        assert claims["sub"] == emulator.state.user(alice).sub
+        assert (claims["iss"], claims["email"]) == ("https://accounts.google.com", alice)
+    assert jwt.get_unverified_header(body["id_token"])["alg"] == "RS256"
+
+
+async def test_no_openid_no_id_token(
+    emulator: Emulator, http: aiohttp.ClientSession, alice: str
+) -> None:
+    """A consent that did not ask for `openid` gets no id_token."""
+    redirect = await consent(http, _auth_url(emulator, [CONTACTS_RO]), [CONTACTS_RO])
+    status, body = await _exchange(http, emulator, redirect["code"])
+    assert status == 200 and "id_token" not in body

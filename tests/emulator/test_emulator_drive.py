@@ -288,7 +288,7 @@ async def test_admin_routes_drive_the_world(
 
 def test_seed_is_deterministic() -> None:
     """The same seed gives the same files, ids included."""
-    from gwsync.emulator import EmulatorState
+    from gwsync.emulator.state import EmulatorState
 
     def seeded() -> list[dict[str, Any]]:
         state = EmulatorState(clock=lambda: 1_700_000_000.0)
@@ -310,3 +310,27 @@ def test_malformed_masks_do_not_parse(mask: str) -> None:
 def test_masks_merge_paths_and_groups() -> None:
     """``a/b`` and ``a(c)`` select both sub-fields of ``a``."""
     assert parse("a/b,a(c),d") == {"a": {"b": None, "c": None}, "d": None}
+
+
+async def test_shared_drive_items_need_all_drives_support_to_be_listed(
+    emulator: Emulator, sync_http: httplib2.Http
+) -> None:
+    """A shared-drive file the app opened is left out of files.list and changes.list
+    unless the caller sets supportsAllDrives and includeItemsFromAllDrives; then it comes
+    with its driveId and no owners, as a shared drive owns it."""
+    user, token, ids = _user(emulator, [DRIVE_FILE], 1)
+    service = _drive(emulator.url, token, sync_http)
+    start = await asyncio.to_thread(
+        service.changes().getStartPageToken(supportsAllDrives=True).execute)
+    shared = drive.add_file(emulator.state, user, "Team plan", drive_id="0ATeamDrive")
+    plain, _ = await asyncio.to_thread(_list_all, service, fields="files(id,driveId)")
+    assert [f["id"] for f in plain] == ids
+    every, _ = await asyncio.to_thread(_list_all, service, supportsAllDrives=True,
+                                       includeItemsFromAllDrives=True,
+                                       fields="files(id,driveId,owners)")
+    assert {f["id"]: f.get("driveId") for f in every} == {ids[0]: None, shared: "0ATeamDrive"}
+    assert "owners" not in next(f for f in every if f["id"] == shared)
+    hidden, _, _ = await asyncio.to_thread(_changes, service, start["startPageToken"])
+    seen, _, _ = await asyncio.to_thread(_changes, service, start["startPageToken"],
+                                         supportsAllDrives=True, includeItemsFromAllDrives=True)
+    assert hidden == [] and [c["fileId"] for c in seen] == [shared]

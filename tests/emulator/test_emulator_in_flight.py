@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 
@@ -30,3 +31,19 @@ async def test_overlapping_requests_of_one_user_raise_the_peak_and_sequential_on
     assert emulator.state.peak_concurrency(user, "/v1/people") == 2
     assert emulator.state.peak_concurrency("someone-else", "/v1/people") == 0
     assert sum(emulator.state.in_flight.values()) == 0
+
+
+async def test_every_request_with_a_users_token_is_logged_with_its_time_even_once_revoked(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """A request made with a revoked token is refused (401) but still logged as an arrival
+    of that user, with its wall-clock time: a call made with the user's token all the same."""
+    user, token = emulator.user_with(1)
+    before = time.time()
+    assert await _list(http, emulator, token) == 200
+    emulator.state.revoke_user(user)
+    assert await _list(http, emulator, token) == 401
+    arrivals = emulator.state.arrivals(user)
+    assert [p for p, _ in arrivals] == [PATH, PATH]
+    assert all(before <= at <= time.time() for _, at in arrivals)
+    assert emulator.state.arrivals("someone-else") == []

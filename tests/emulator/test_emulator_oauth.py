@@ -12,7 +12,7 @@ import google_auth_httplib2
 import httplib2
 import pytest
 
-from gwsync.emulator.state import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from gwsync.emulator.grants import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from tests.emulator.support import CALENDAR_RO, CONTACTS_RO, Emulator
 
 

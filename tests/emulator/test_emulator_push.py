@@ -16,8 +16,8 @@ from googleapiclient.errors import HttpError
 
 from gwsync.connectors import client, watches
 from gwsync.connectors.endpoints import Endpoints
-from gwsync.connectors.features import FEATURES
-from gwsync.emulator import calendar as cal
+from gwsync.domain.features import FEATURES
+from gwsync.emulator import calendar_events as cal
 from gwsync.emulator import drive
 from gwsync.emulator.mailbox import add_gmail_user, mailbox
 from gwsync.emulator.push import push_of, subscribe

@@ -14,6 +14,7 @@ from googleapiclient.errors import HttpError
 from gwsync.connectors import client
 from gwsync.connectors.endpoints import Endpoints
 from gwsync.connectors.errors import TemporaryError
+from gwsync.emulator.errors import GoogleApiError
 from gwsync.emulator.mailbox import add_gmail_user
 from gwsync.emulator.quota import QuotaPolicy
 from gwsync.emulator.seed import seed_demo_user
@@ -112,3 +113,27 @@ async def test_the_quota_is_set_through_the_admin_route(
     async with http.delete(url) as resp:
         assert resp.status == 200
     assert emulator.state.quota is None
+
+
+def test_a_rate_with_a_bounded_burst_admits_the_burst_then_only_the_rate() -> None:
+    """With `burst_s`, a user's quota is a rate (per_user / window_s a second) holding at
+    most `burst_s` of it: a burst of that size is admitted at once, the next call is
+    refused with the time it must wait, and from then on only the rate gets through."""
+    policy = QuotaPolicy({"gmail": 15_000}, window_s=60, burst_s=4)  # 250 units/s, 1,000
+    get = "gmail.users.messages.get"
+    for _ in range(200):
+        policy.admit(get, "u", now=0.0)
+    with pytest.raises(GoogleApiError) as refused:
+        policy.admit(get, "u", now=0.0)
+    assert refused.value.code == 403 and refused.value.headers["Retry-After"] == "1"
+    admitted = 0
+    for step in range(1, 1001):  # 10 s in 10 ms steps, asking for twice the rate
+        for _ in range(2):
+            try:
+                policy.admit(get, "u", now=step / 100)
+                admitted += 5
+            except GoogleApiError:
+                pass
+    assert 2_450 <= admitted <= 2_505
+    assert policy.charged["gmail"] == 1_000 + admitted and policy.refused["gmail"] > 900
+    policy.admit(get, "another user", now=10.0)  # each user has a bucket of their own

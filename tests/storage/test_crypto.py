@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from gwsync.core.keyring import Keyring, LocalKeyWrapper, MasterKey
 from gwsync.storage import crypto
 
-MASTER = bytes(range(32))
+MASTER = Keyring(LocalKeyWrapper([MasterKey("k1", bytes(range(32)))]))
 
 
 def test_round_trip_under_a_wrapped_data_key() -> None:
     """A value encrypted under an account's unwrapped data key decrypts to itself."""
     data_key = crypto.new_data_key()
-    wrapped = crypto.wrap_key(MASTER, "acct-1", data_key)
-    cipher = crypto.RowCipher("acct-1", crypto.unwrap_key(MASTER, "acct-1", wrapped))
+    key_id, wrapped = crypto.wrap_key(MASTER, "acct-1", crypto.ACCOUNT, data_key)
+    assert key_id == "k1"
+    cipher = crypto.RowCipher("acct-1", crypto.unwrap_key(MASTER, "acct-1", crypto.ACCOUNT,
+                                                          key_id, wrapped))
     blob = cipher.encrypt(crypto.record_row("contact", "people/c1"), b"Ada")
     assert b"Ada" not in blob
     assert cipher.decrypt(crypto.record_row("contact", "people/c1"), blob) == b"Ada"
@@ -29,9 +32,11 @@ def test_swapping_ciphertexts_between_rows_fails() -> None:
 
 def test_a_data_key_is_bound_to_its_account() -> None:
     """A wrapped key copied to another account's row does not unwrap."""
-    wrapped = crypto.wrap_key(MASTER, "acct-1", crypto.new_data_key())
+    key_id, wrapped = crypto.wrap_key(MASTER, "acct-1", crypto.ACCOUNT, crypto.new_data_key())
     with pytest.raises(crypto.DecryptionError):
-        crypto.unwrap_key(MASTER, "acct-2", wrapped)
+        crypto.unwrap_key(MASTER, "acct-2", crypto.ACCOUNT, key_id, wrapped)
+    with pytest.raises(crypto.DecryptionError):
+        crypto.unwrap_key(MASTER, "acct-1", "contacts", key_id, wrapped)
 
 
 def test_another_accounts_key_cannot_read() -> None:

@@ -7,10 +7,12 @@ from sqlalchemy import func, select
 
 from gwsync.emulator.seed import seed_demo_user
 from gwsync.storage.models import Record
-from gwsync.worker.deps import Deps
+from gwsync.tasks.deps import Deps
 from tests.conftest import Emulator, RunWorker
-from tests.helpers import connect
+from tests.erasure_proof import ErasureProof
+from tests.helpers import USER, connect
 
+MARKER = "Dv2DerivedMarkerNp"
 CONTACTS = "https://www.googleapis.com/auth/contacts.readonly"
 DRIVE = "https://www.googleapis.com/auth/drive.file"
 
@@ -21,8 +23,9 @@ async def _derived(deps: Deps) -> list[Record]:
             Record.kind == "derived:suggestions")))
 
 
-async def _synced(api: TestClient, emulator: Emulator, run_worker: RunWorker) -> str:
-    grant = seed_demo_user(emulator.state, 6, scopes=(CONTACTS, DRIVE))
+async def _synced(api: TestClient, emulator: Emulator, run_worker: RunWorker,
+                  marker: str | None = None) -> str:
+    grant = seed_demo_user(emulator.state, 6, marker=marker, scopes=(CONTACTS, DRIVE))
     account_id = await connect(api, grant.refresh_token)
     await run_worker()
     return account_id
@@ -52,7 +55,8 @@ async def test_other_uses_cannot_read_derived_data(
     """Another feature's use is refused the contacts index, like the contacts themselves."""
     account_id = await _synced(api, emulator, run_worker)
     resp = await api.get(f"/v1/accounts/{account_id}/records", params={
-        "use": "feature:shared_files", "feature": "contacts", "kind": "derived:suggestions"})
+        "user_id": USER, "use": "feature:shared_files", "feature": "contacts",
+        "kind": "derived:suggestions"})
     assert resp.status == 403
 
 
@@ -60,9 +64,13 @@ async def test_derived_data_goes_with_a_withdrawn_feature(
     api: TestClient, deps: Deps, emulator: Emulator, run_worker: RunWorker
 ) -> None:
     """A feature erasure removes its derived data along with its records."""
-    account_id = await _synced(api, emulator, run_worker)
+    account_id = await _synced(api, emulator, run_worker, MARKER)
     from gwsync.tasks import grants
 
+    assert await _derived(deps)
+    proof = await ErasureProof.capture(deps, account_id, marker=MARKER, features=("contacts",))
+    assert "suggestions" in proof.identifiers  # the derived record is looked for too
     await grants.apply_granted(deps, account_id, frozenset({DRIVE}))
     await run_worker()
     assert await _derived(deps) == []
+    await proof.assert_erased()

@@ -9,24 +9,17 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, update
 
-from gwsync.connectors.features import FEATURES
-from gwsync.storage import accounts, crypto, keys, purge
-from gwsync.storage.models import AccessLog, Account, Base, Erasure, Record
-from gwsync.storage.purpose import LimitedUseViolation
-from gwsync.storage.records import Page, Removal, Upsert
-from gwsync.timeutil import utcnow
-from gwsync.worker.deps import Deps
+from gwsync.core.timeutil import utcnow
+from gwsync.domain.features import FEATURES
+from gwsync.domain.pages import Page, Removal, Upsert
+from gwsync.domain.purpose import LimitedUseViolation
+from gwsync.storage import accounts, purge
+from gwsync.storage.models import AccessLog, Account, Base, DataKey, Erasure, Record
+from gwsync.tasks.deps import Deps
+from tests.erasure_proof import ErasureProof
 
 CONTACTS = FEATURES["contacts"]
-
-
-@pytest.fixture
-async def account_id(deps: Deps) -> str:
-    async with deps.sessions.begin() as session:
-        account = await accounts.create(
-            session, deps.settings.master_key, user_id="u-1", refresh_token="1//secret",
-            granted_scopes=frozenset({CONTACTS.scope}))
-    return account.id
+MARKER = "Mk8StoreMarkerTz"
 
 
 def _page(*names: str) -> Page:
@@ -35,10 +28,18 @@ def _page(*names: str) -> Page:
                          for n in names])
 
 
+def _marked_page() -> Page:
+    """Two contacts, the first named with the marker (which its external id does not hold)."""
+    return Page(upserts=[Upsert("contact", f"people/c{i}", {"name": name, "emails": [],
+                                                            "phones": []})
+                         for i, name in enumerate((f"{MARKER} Lovelace", "Grace"))])
+
+
 async def _begin_erasure(deps: Deps, account_id: str) -> Erasure:
     async with deps.sessions.begin() as session:
         account = await session.get(Account, account_id)
-        return await purge.begin(session, deps.settings.master_key, [account],
+        assert account is not None
+        return await purge.begin(session, deps.keyring, [account],
                                  subject_hash=account.subject_hash, trigger="disconnect")
 
 
@@ -60,6 +61,7 @@ async def test_writes_store_only_declared_fields_with_purpose(deps: Deps, accoun
     await deps.store.write_page(account_id, 1, CONTACTS, _page("c1"), epoch=1)
     async with deps.sessions() as session:
         row = await session.scalar(select(Record))
+    assert row is not None
     assert b"c1" not in row.content and b"private" not in row.content
     assert (row.data_use, row.scope, row.source_api) == (
         "feature:contacts", CONTACTS.scope, "people")
@@ -95,7 +97,8 @@ async def test_a_write_under_an_old_generation_writes_nothing(
     await deps.store.write_page(account_id, 1, CONTACTS, _page("c1"), epoch=1)
     async with deps.sessions.begin() as session:
         account = await session.get(Account, account_id)
-        await purge.begin(session, deps.settings.master_key, [account], subject_hash="h",
+        assert account is not None
+        await purge.begin(session, deps.keyring, [account], subject_hash="h",
                           trigger="disconnect")
     with pytest.raises(accounts.FencedError):
         await deps.store.write_page(account_id, 1, CONTACTS, _page("c2", "c3"), epoch=1)
@@ -129,38 +132,47 @@ async def test_expired_records_are_not_served(deps: Deps, account_id: str) -> No
 async def test_a_records_backup_is_unreadable_once_the_key_is_shredded(
     deps: Deps, account_id: str
 ) -> None:
-    """A copy of the records taken before erasure yields nothing once the data key is gone."""
-    await deps.store.write_page(account_id, 1, CONTACTS, _page("c1", "c2"), epoch=1)
-    async with deps.sessions() as session:
-        backup = [(r.kind, r.external_id, r.content) for r in await session.scalars(
-            select(Record))]
-        cipher = await keys.cipher(session, deps.settings.master_key, account_id)
-    assert cipher.decrypt(crypto.record_row(*backup[0][:2]), backup[0][2])  # readable now
+    """A copy of the records taken before erasure, readable then with the account's key,
+    yields nothing once the erasure is recorded: that key is gone and no other opens it."""
+    await deps.store.write_page(account_id, 1, CONTACTS, _marked_page(), epoch=1)
+    await _other_account_with_a_key(deps)
+    proof = await ErasureProof.capture(deps, account_id, marker=MARKER, check_redis=False)
     erasure = await _begin_erasure(deps, account_id)
     assert erasure.counts["data_keys"] == 1 and erasure.state == "shredded"
+    assert await _count(deps, Record) == 2  # the rows are all still there
+    await proof.assert_shredded()
     async with deps.sessions() as session:
-        with pytest.raises(keys.KeyShreddedError):
-            await keys.cipher(session, deps.settings.master_key, account_id)
         account = await session.get(Account, account_id)
+        assert account is not None
+        held = await session.scalar(select(func.count()).select_from(DataKey))
     assert account.grant_ciphertext is None
-    for kind, external_id, blob in backup:  # no other key of this system can open them
-        with pytest.raises(crypto.DecryptionError):
-            crypto.RowCipher(account_id, crypto.new_data_key()).decrypt(
-                crypto.record_row(kind, external_id), blob)
+    assert held == 1  # the other account's key was tried on every row
 
 
 async def test_delete_rows_leaves_a_tombstone_without_personal_data(
     deps: Deps, account_id: str
 ) -> None:
-    """After deletion the account row keeps only its hashed subject and status."""
-    await deps.store.write_page(account_id, 1, CONTACTS, _page("c1"), epoch=1)
+    """After deletion the account row keeps only its hashed subject and status, and nothing
+    captured before (identifiers, the readable marker) is anywhere in the database."""
+    await deps.store.write_page(account_id, 1, CONTACTS, _marked_page(), epoch=1)
     await deps.store.read(account_id, use="feature:contacts", actor="test")
+    proof = await ErasureProof.capture(deps, account_id, marker=MARKER, check_redis=False)
     erasure = await _begin_erasure(deps, account_id)
     counts = await purge.delete_rows(deps.sessions, erasure)
-    assert counts["records"] == 1 and counts["access_log"] == 1 and counts["sync_states"] == 5
+    assert counts["records"] == 2 and counts["access_log"] == 1 and counts["sync_states"] == 5
     remaining = await purge.recount(deps.sessions, erasure)
-    assert not any(remaining.values())
+    assert remaining and not any(remaining.values())
     async with deps.sessions() as session:
         account = await session.get(Account, account_id)
+    assert account is not None
     assert (account.status, account.user_id, account.token_sha512x2) == ("erased", None, None)
     assert account.subject_hash == accounts.subject_hash("u-1")
+    await proof.assert_erased()
+
+
+async def _other_account_with_a_key(deps: Deps) -> str:
+    async with deps.sessions.begin() as session:
+        other = await accounts.create(
+            session, deps.keyring, user_id="u-2", refresh_token="1//other",
+            granted_scopes=frozenset({CONTACTS.scope}))
+    return other.id

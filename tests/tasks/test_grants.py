@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from gwsync.connectors.features import FEATURES
+from gwsync.domain.features import FEATURES
 from gwsync.storage.models import Account, Erasure, SyncState
 from gwsync.tasks import grants
-from gwsync.worker.deps import Deps
+from gwsync.tasks.deps import Deps
 from tests.conftest import Emulator, RunWorker
-from tests.helpers import connect, stored_contacts
+from tests.helpers import USER, connect, stored_contacts
 
 CONTACTS = FEATURES["contacts"].scope
 DRIVE = FEATURES["shared_files"].scope
@@ -43,7 +43,8 @@ async def test_a_withdrawn_scope_erases_that_features_records_only(
     assert account.status == "active" and account.granted_scopes == DRIVE
     assert state.status == "needs_permission" and state.cursor is None
     assert await stored_contacts(deps, account_id) == {}
-    status = await (await api.get(f"/v1/accounts/{account_id}")).json()
+    resp = await api.get(f"/v1/accounts/{account_id}", params={"user_id": USER})
+    status = await resp.json()
     assert status["features"]["contacts"]["missing_scopes"] == [CONTACTS]
     assert status["features"]["shared_files"]["enabled"] is True
 

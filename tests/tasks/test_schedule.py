@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import update
+from arq.constants import job_key_prefix
+from arq.jobs import deserialize_job
+from sqlalchemy import event, text, update
 
+from gwsync.core import queue as jobs
+from gwsync.core.timeutil import as_utc, utcnow
 from gwsync.emulator.seed import CONTACTS_READONLY, DEMO_SCOPES, seed_demo_user
 from gwsync.storage import accounts
-from gwsync.storage.models import Account, SyncState
-from gwsync.tasks.schedule import enqueue_due_syncs, recover_stuck_syncs
-from gwsync.timeutil import utcnow
-from gwsync.worker.deps import Deps
+from gwsync.storage.models import DUE_NOW, Account, SyncState
+from gwsync.tasks import schedule
+from gwsync.tasks.deps import Deps
+from gwsync.tasks.schedule import due_rows, enqueue_due_syncs, recover_stuck_syncs
 from tests.conftest import Emulator, RunWorker
 from tests.helpers import connect, stored_contacts, sync_state
 
@@ -36,6 +43,10 @@ async def _user(api: TestClient, emulator: Emulator, n: int,
 
 async def _set_state(deps: Deps, account_id: str, features: tuple[str, ...] = ALL_FEATURES,
                      **values: Any) -> None:
+    """Set sync-state columns; moving a run's times also lets the scheduler's look-again
+    time pass (`next_due_at`), as the time travelled would have."""
+    if {"started_at", "last_synced_at"} & set(values):
+        values.setdefault("next_due_at", DUE_NOW)
     async with deps.sessions.begin() as session:
         await session.execute(update(SyncState).where(
             SyncState.account_id == account_id, SyncState.feature.in_(features)).values(**values))
@@ -64,7 +75,8 @@ async def test_due_enabled_features_of_active_accounts_are_enqueued_and_no_other
     erased = await _user(api, emulator, 3)
     erasing = await _user(api, emulator, 4)
     await run_worker()
-    assert (await api.delete(f"/v1/accounts/{erased}")).status == 202
+    resp = await api.delete(f"/v1/accounts/{erased}", params={"user_id": "user-3"})
+    assert resp.status == 202
     await run_worker()
     interval = deps.settings.sync_interval_s
     await _age(deps, everything, interval + 5, ("contacts", "meetings"))
@@ -164,3 +176,243 @@ async def test_a_starting_worker_recovers_a_stuck_sync(
     done = await sync_state(deps, account_id)
     assert (done.status, done.error_category) == ("ok", None)
     assert len(await stored_contacts(deps, account_id)) == 4
+
+
+class _RedisCalls:
+    """Counts what a client sends: direct commands and pipelines (a round trip each)."""
+
+    def __init__(self, deps: Deps, monkeypatch: Any) -> None:
+        self.commands: list[str] = []
+        self.pipelines = 0
+        redis = deps.queue.redis
+        real_command: Callable[..., Awaitable[Any]] = redis.execute_command
+        real_pipeline = redis.pipeline
+
+        async def command(*args: Any, **kwargs: Any) -> Any:
+            self.commands.append(str(args[0]).upper())
+            return await real_command(*args, **kwargs)
+
+        def pipeline(*args: Any, **kwargs: Any) -> Any:
+            self.pipelines += 1
+            return real_pipeline(*args, **kwargs)
+
+        monkeypatch.setattr(redis, "execute_command", command)
+        monkeypatch.setattr(redis, "pipeline", pipeline)
+
+    @property
+    def round_trips(self) -> int:
+        return len(self.commands) + self.pipelines
+
+
+async def test_a_tick_enqueues_its_due_syncs_in_one_pipelined_round_trip(
+    api: TestClient, deps: Deps, emulator: Emulator, run_worker: RunWorker, monkeypatch: Any
+) -> None:
+    """Thirty due syncs cost a few Redis round trips, not one or more per sync; a second
+    tick right after reads no row as due and sends Redis nothing."""
+    ids = [await _user(api, emulator, n) for n in range(6)]
+    await run_worker()
+    for account_id in ids:
+        await _age(deps, account_id, deps.settings.sync_interval_s + 5)
+    calls = _RedisCalls(deps, monkeypatch)
+    assert await enqueue_due_syncs(_ctx(deps, sync_jitter_s=0)) == 30
+    assert calls.round_trips <= 4, calls.commands
+    before = calls.round_trips
+    assert await enqueue_due_syncs(_ctx(deps, sync_jitter_s=0)) == 0
+    assert calls.round_trips == before
+
+
+async def test_a_row_synced_meanwhile_is_looked_at_again_when_it_falls_due(
+    api: TestClient, deps: Deps, emulator: Emulator, run_worker: RunWorker
+) -> None:
+    """A row whose look-again time came but which a push-triggered sync refreshed is not
+    enqueued; it is moved to an interval after that sync (rounded up to the minute)."""
+    account_id = await _user(api, emulator, 1, scopes=(CONTACTS_READONLY,))
+    await run_worker()
+    synced = utcnow() - timedelta(seconds=60)
+    await _set_state(deps, account_id, CONTACTS, started_at=synced, last_synced_at=synced)
+    assert await enqueue_due_syncs(_ctx(deps, sync_jitter_s=0)) == 0
+    state = await sync_state(deps, account_id)
+    expected = synced + timedelta(seconds=deps.settings.sync_interval_s)
+    assert 0 <= (as_utc(state.next_due_at) - expected).total_seconds() < 60
+
+
+async def test_the_due_selection_is_an_index_range_on_postgresql(deps: Deps) -> None:
+    """PostgreSQL plans the scheduler's query on `ix_sync_states_next_due_at` (with
+    sequential scans priced out, as on a table too big to scan)."""
+    if deps.engine.dialect.name != "postgresql":
+        pytest.skip("query plans are PostgreSQL's")
+    query = due_rows(utcnow(), timedelta(seconds=900)).compile(dialect=deps.engine.dialect)
+    params = tuple(query.params[name] for name in query.positiontup or ())
+    async with deps.engine.connect() as conn:
+        await conn.execute(text("SET enable_seqscan = off"))
+        found = await conn.exec_driver_sql(f"EXPLAIN {query}", params)
+        plan = "\n".join(r[0] for r in found.all())
+    assert "ix_sync_states_next_due_at" in plan, plan
+
+
+async def test_a_tick_pages_through_every_due_row_once(
+    api: TestClient, deps: Deps, emulator: Emulator, run_worker: RunWorker, monkeypatch: Any
+) -> None:
+    """With pages of 3, twenty due rows (all due at the same instant) are each enqueued
+    once, none skipped or read twice."""
+    ids = [await _user(api, emulator, n) for n in range(4)]
+    await run_worker()
+    for account_id in ids:
+        await _age(deps, account_id, deps.settings.sync_interval_s + 5)
+    monkeypatch.setattr(schedule, "BATCH", 3)
+    assert await enqueue_due_syncs(_ctx(deps, sync_jitter_s=0)) == 20
+    for account_id in ids:
+        assert await _queued(deps, account_id) == set(ALL_FEATURES)
+
+
+async def test_a_tick_whose_enqueue_fails_leaves_its_rows_due(
+    api: TestClient, deps: Deps, emulator: Emulator, run_worker: RunWorker, monkeypatch: Any
+) -> None:
+    """The claim commits only after the enqueue: when Redis fails mid-tick, every row it
+    read is still due, and the next tick enqueues it."""
+    account_id = await _user(api, emulator, 0)
+    await run_worker()
+    await _age(deps, account_id, deps.settings.sync_interval_s + 5)
+
+    async def broken(syncs: Any) -> int:
+        raise ConnectionError("redis went away")
+
+    monkeypatch.setattr(deps.queue, "enqueue_syncs", broken)
+    with pytest.raises(ConnectionError):
+        await enqueue_due_syncs(_ctx(deps, sync_jitter_s=0))
+    monkeypatch.undo()
+    assert await enqueue_due_syncs(_ctx(deps, sync_jitter_s=0)) == len(ALL_FEATURES)
+    assert await _queued(deps, account_id) == set(ALL_FEATURES)
+
+
+async def _dispatch(deps: Deps) -> int:
+    """Run (and take off the queue) the dispatch jobs queued, as a worker would → syncs
+    queued."""
+    queue, queued = deps.queue, 0
+    for job_id in await queue.redis.zrange(queue.queue_name, 0, -1):
+        data = await queue.redis.get(job_key_prefix + job_id.decode())
+        job = deserialize_job(data, deserializer=jobs.deserialize) if data else None
+        if job is not None and job.function == schedule.DISPATCH:
+            await queue.redis.zrem(queue.queue_name, job_id)
+            queued += (await schedule.dispatch_due_syncs({"deps": deps}, *job.args))["queued"]
+    return queued
+
+
+def _statements(deps: Deps) -> list[str]:
+    """Every SQL statement the engine sends from now on."""
+    sent: list[str] = []
+    event.listen(deps.engine.sync_engine, "before_cursor_execute",
+                 lambda _c, _cur, sql, *_: sent.append(sql))
+    return sent
+
+
+async def _due_fleet(api: TestClient, deps: Deps, emulator: Emulator, run_worker: RunWorker,
+                     n: int) -> list[str]:
+    """`n` accounts with all five features due."""
+    ids = [await _user(api, emulator, k) for k in range(n)]
+    await run_worker()
+    for account_id in ids:
+        await _age(deps, account_id, deps.settings.sync_interval_s + 5)
+    return ids
+
+
+async def test_past_one_slice_a_tick_reads_the_slice_bounds_and_queues_a_job_per_slice(
+    api: TestClient, deps: Deps, emulator: Emulator, run_worker: RunWorker, monkeypatch: Any
+) -> None:
+    """With slices of 4, a tick over 20 due rows sends one SQL statement and one Redis call,
+    queues no sync itself but 6 dispatch jobs, and those queue every due row once."""
+    ids = await _due_fleet(api, deps, emulator, run_worker, 4)
+    monkeypatch.setattr(schedule, "SLICE", 4)
+    sent, calls = _statements(deps), _RedisCalls(deps, monkeypatch)
+    assert await enqueue_due_syncs(_ctx(deps, sync_jitter_s=0)) == 0
+    assert len(sent) == 1, sent
+    assert calls.commands in (["EVALSHA"], ["EVALSHA", "SCRIPT", "EVALSHA"]), calls.commands
+    assert [await _queued(deps, a) for a in ids] == [set()] * len(ids)
+    assert await deps.queue.redis.zcard(deps.queue.queue_name) == 6  # 20 ÷ 4, and the tail
+    assert await _dispatch(deps) == 20
+    for account_id in ids:
+        assert await _queued(deps, account_id) == set(ALL_FEATURES)
+
+
+async def test_a_second_tick_before_the_dispatch_jobs_ran_claims_each_row_once(
+    api: TestClient, deps: Deps, emulator: Emulator, run_worker: RunWorker, monkeypatch: Any
+) -> None:
+    """Two ticks dispatch the same still-due rows twice; their dispatch jobs hand Redis
+    each row once, not twice (the first claim moves the row on)."""
+    await _due_fleet(api, deps, emulator, run_worker, 4)
+    monkeypatch.setattr(schedule, "SLICE", 4)
+    asked: list[Any] = []
+    real = deps.queue.enqueue_syncs
+
+    async def counted(syncs: Any) -> int:
+        asked.extend(syncs)
+        return await real(syncs)
+
+    monkeypatch.setattr(deps.queue, "enqueue_syncs", counted)
+    for _ in range(2):
+        assert await enqueue_due_syncs(_ctx(deps, sync_jitter_s=0)) == 0
+        await asyncio.sleep(0.002)  # the next tick's job ids carry a later millisecond
+    assert await deps.queue.redis.zcard(deps.queue.queue_name) == 12
+    assert await _dispatch(deps) == 20
+    assert len(asked) == 20 and len({(a, f) for a, f, *_ in asked}) == 20
+
+
+async def test_an_account_erased_after_the_tick_is_not_queued_by_its_dispatch_job(
+    api: TestClient, deps: Deps, emulator: Emulator, run_worker: RunWorker, monkeypatch: Any
+) -> None:
+    """The rule is checked when a slice is claimed, not when the tick cut it: an account
+    that stopped being active in between gets nothing queued."""
+    kept, erased = await _due_fleet(api, deps, emulator, run_worker, 2)
+    monkeypatch.setattr(schedule, "SLICE", 3)
+    assert await enqueue_due_syncs(_ctx(deps, sync_jitter_s=0)) == 0
+    async with deps.sessions.begin() as session:
+        await session.execute(update(Account).where(Account.id == erased)
+                              .values(status=accounts.ERASING))
+    assert await _dispatch(deps) == len(ALL_FEATURES)
+    assert await _queued(deps, kept) == set(ALL_FEATURES)
+    assert await _queued(deps, erased) == set()
+
+
+async def test_a_dispatch_job_that_fails_leaves_its_slice_due_for_the_next_tick(
+    api: TestClient, deps: Deps, emulator: Emulator, run_worker: RunWorker, monkeypatch: Any
+) -> None:
+    """The tick writes nothing: when Redis fails under the dispatch jobs, every row stays
+    due, and the next tick's jobs queue them all."""
+    ids = await _due_fleet(api, deps, emulator, run_worker, 4)
+    monkeypatch.setattr(schedule, "SLICE", 4)
+    assert await enqueue_due_syncs(_ctx(deps, sync_jitter_s=0)) == 0
+
+    async def broken(syncs: Any) -> int:
+        raise ConnectionError("redis went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(deps.queue, "enqueue_syncs", broken)
+        with pytest.raises(ConnectionError):
+            await _dispatch(deps)
+    await deps.queue.redis.delete(deps.queue.queue_name)  # the rest of those jobs lost too
+    assert await enqueue_due_syncs(_ctx(deps, sync_jitter_s=0)) == 0
+    assert await _dispatch(deps) == 20
+    for account_id in ids:
+        assert await _queued(deps, account_id) == set(ALL_FEATURES)
+
+
+async def test_the_slice_bounds_are_an_index_only_scan_on_postgresql(deps: Deps) -> None:
+    """PostgreSQL numbers the due keys from `ix_sync_states_next_due_at` alone, never the
+    table (with the whole-table plans priced out), so cutting the slices costs index
+    entries, not rows."""
+    if deps.engine.dialect.name != "postgresql":
+        pytest.skip("query plans are PostgreSQL's")
+    query = schedule.slice_bounds(utcnow(), 500).compile(dialect=deps.engine.dialect)
+    params = tuple(query.params[name] for name in query.positiontup or ())
+    async with deps.engine.connect() as conn:
+        for scan in ("seqscan", "bitmapscan"):  # as on a table too big to read
+            await conn.execute(text(f"SET enable_{scan} = off"))
+        found = await conn.exec_driver_sql(f"EXPLAIN {query}", params)
+        plan = "\n".join(r[0] for r in found.all())
+    assert "Index Only Scan using ix_sync_states_next_due_at" in plan, plan
+
+
+async def test_a_dispatch_job_with_bad_arguments_does_nothing(deps: Deps) -> None:
+    """A dispatch job whose arguments are not a tick's (written by someone else) is refused."""
+    for args in ((["x"], None, utcnow().isoformat()), (None, None, 7), ([1, 2, 3], None, "")):
+        assert await schedule.dispatch_due_syncs({"deps": deps}, *args) == {"outcome": "bad_args"}

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 
 from gwsync.emulator.seed import fake_contact, seed_demo_user
 from gwsync.storage.models import Account, Erasure, Record, SyncState
+from gwsync.tasks.deps import Deps
 from gwsync.tasks.sync import MAX_TRIES
-from gwsync.worker.deps import Deps
 from tests.conftest import Emulator, RunWorker
-from tests.helpers import connect, stored_contacts, sync_again, sync_state, synced_user
+from tests.helpers import (
+    USER,
+    Background,
+    connect,
+    eventually,
+    stored_contacts,
+    sync_again,
+    sync_state,
+    synced_user,
+)
 
 LIST = "people.people.connections.list"
 
@@ -95,6 +106,7 @@ async def test_revoked_grant_purges_the_account(
         records = await session.scalar(select(func.count()).select_from(Record))
     assert account.status == "erased" and account.user_id is None
     assert erasure.trigger == "invalid_grant" and erasure.state == "verified"
+    assert erasure.verification["ok"], erasure.verification  # keys, rows, grants all gone
     assert records == 0
 
 
@@ -131,14 +143,15 @@ async def test_erased_account_is_never_synced_again(
 ) -> None:
     """A sync job queued for an erased account does nothing and calls Google not once."""
     grant, account_id = await synced_user(api, emulator.state, run_worker, 3)
-    assert (await api.delete(f"/v1/accounts/{account_id}")).status == 202
+    mine = {"user_id": USER}
+    assert (await api.delete(f"/v1/accounts/{account_id}", params=mine)).status == 202
     await run_worker()
     emulator.state.calls(clear=True)
     for generation in (1, 2):
         await deps.queue.enqueue_sync(account_id, "contacts", generation)
     await run_worker()
     assert emulator.state.calls() == []
-    resp = await api.post(f"/v1/accounts/{account_id}/sync", json={})
+    resp = await api.post(f"/v1/accounts/{account_id}/sync", json={}, params=mine)
     assert resp.status == 409
 
 
@@ -153,20 +166,6 @@ async def test_one_sync_per_account_and_feature_is_queued(
     assert queued == [deps.queue.sync_job_id(account_id, "contacts")]
 
 
-async def test_a_held_lock_defers_the_second_run(
-    api, deps: Deps, emulator: Emulator, run_worker: RunWorker
-) -> None:
-    """While another run holds the account's feature lock, the job waits instead of running."""
-    grant = seed_demo_user(emulator.state, 2)
-    account_id = await connect(api, grant.refresh_token)
-    async with deps.queue.lock(account_id, "contacts", 30) as held:
-        assert held
-        async with deps.queue.lock(account_id, "contacts", 30) as second:
-            assert not second
-    await run_worker()
-    assert len(await stored_contacts(deps, account_id)) == 2
-
-
 async def test_bad_job_arguments_change_nothing(
     deps: Deps, emulator: Emulator, run_worker: RunWorker
 ) -> None:
@@ -179,3 +178,32 @@ async def test_bad_job_arguments_change_nothing(
     assert emulator.state.calls() == []
     async with deps.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(SyncState)) == 0
+
+
+async def test_a_revocation_while_a_sync_runs_ends_it_classified_and_erased(
+    api: Any, deps: Deps, emulator: Emulator, run_worker: RunWorker
+) -> None:
+    """The user revokes at Google mid-crawl: the next call's 401 (google-auth's
+    RefreshError, since a job's credentials cannot refresh) is a lost permission, the
+    grant check meets invalid_grant, and the account is erased — no crashed job, no sync
+    left `running`."""
+    grant = seed_demo_user(emulator.state, 9)
+    emulator.state.add_fault("/v1/people", 0, count=10_000, delay_ms=300)
+    account_id = await connect(api, grant.refresh_token)
+    async with Background() as background:
+        worker = background.start(run_worker())
+
+        async def first_page() -> bool:
+            return len(await stored_contacts(deps, account_id)) >= 3
+        await eventually(first_page, within_s=20, every_s=0.02)
+        emulator.state.revoke_user(grant.user)
+        assert (await worker).jobs_failed == 0
+    async with deps.sessions() as session:
+        [erasure] = list(await session.scalars(select(Erasure)))
+        account = await session.get(Account, account_id)
+        running = await session.scalar(select(func.count()).select_from(SyncState).where(
+            SyncState.status == "running"))
+    assert erasure.trigger == "invalid_grant" and erasure.state == "verified"
+    assert account is not None and account.status == "erased" and running == 0
+    assert len([c for c in emulator.state.calls()  # the crawl stopped after page 1
+                if c["method"] == "people.people.connections.list"]) < 3

@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from gwsync.connectors.features import FEATURES
-from gwsync.emulator import calendar as cal
+from gwsync.domain.features import FEATURES
+from gwsync.emulator import calendar_events as cal
 from gwsync.storage.models import Record, SyncState
-from gwsync.worker.deps import Deps
+from gwsync.tasks.deps import Deps
 from tests.conftest import Emulator, RunWorker
 from tests.helpers import connect, sync_again, sync_state
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from gwsync.connectors.features import FEATURES
+from gwsync.domain.features import FEATURES
 from gwsync.emulator import drive
-from gwsync.worker.deps import Deps
+from gwsync.tasks.deps import Deps
 from tests.conftest import Emulator, RunWorker
 from tests.helpers import connect, sync_again, sync_state
 
@@ -65,6 +65,8 @@ async def test_only_declared_fields_are_stored(
     account_id, ids = await _connected(api, emulator, run_worker, 4)
     stored = await _stored(deps, account_id)
     full = {f["id"]: f for f in drive.files(emulator.state, EMAIL)}
+    assert stored and set(stored) <= set(full)
+    assert EMAIL in repr(full) and "Private note" in repr(full)  # what must not be kept
     for file_id, content in stored.items():
         assert set(content) == set(FEATURE.fields["file"])
         assert content == {"name": full[file_id]["name"],
@@ -135,3 +137,20 @@ async def test_expired_page_token_falls_back_to_a_full_sync_that_deletes_missing
     assert [(c["method"], c["status"]) for c in calls[:2]] == [
         ("drive.changes.list", 400), ("drive.changes.getStartPageToken", 200)]
     assert _only_feature_scope(calls)
+
+
+async def test_a_shared_drive_file_opened_with_the_app_is_synced_and_its_removal_seen(
+    api: TestClient, deps: Deps, emulator: Emulator, run_worker: RunWorker
+) -> None:
+    """A file in a shared drive that the user opened with the app is listed only for a
+    caller that supports all drives; the sync is such a caller, and sees it go."""
+    issued = emulator.state.add_user(EMAIL, [], [DRIVE_FILE])
+    ids = drive.seed_drive(emulator.state, issued.user, 2, 1)
+    shared = drive.add_file(emulator.state, issued.user, "Team plan", drive_id="0ATeamDrive")
+    account_id = await connect(api, issued.refresh_token)
+    await run_worker()
+    assert sorted(await _stored(deps, account_id)) == sorted([*ids, shared])
+    drive.delete_file(emulator.state, issued.user, shared)
+    await sync_again(deps, account_id, FEATURE.name, run_worker)
+    assert sorted(await _stored(deps, account_id)) == sorted(ids)
+    assert "drive.changes.list" in [c["method"] for c in emulator.state.calls()]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gwsync.core.settings import Settings
 from gwsync.emulator.mailbox import METADATA_SCOPE, Mailbox, add_gmail_user, mailbox
-from gwsync.worker.deps import Deps
+from gwsync.emulator.realism import Realism
+from gwsync.tasks.deps import Deps
 from tests.conftest import Emulator, RunWorker
 from tests.helpers import connect, sync_again, sync_state
 
@@ -38,7 +40,8 @@ async def _synced(api: Any, emulator: Emulator, run_worker: RunWorker,
 async def test_full_sync_stores_only_the_declared_headers(
     api: Any, deps: Deps, emulator: Emulator, run_worker: RunWorker
 ) -> None:
-    """A full sync lists and batch-fetches every message and keeps from/to/subject/date only."""
+    """A full sync takes the mailbox's history id, lists and batch-fetches every message
+    and keeps from/to/subject/date only."""
     box, account_id = await _synced(api, emulator, run_worker, 7)
     stored = await _stored(deps, account_id)
     assert sorted(stored) == sorted(box.messages)
@@ -48,10 +51,11 @@ async def test_full_sync_stores_only_the_declared_headers(
     assert "Confidential" not in json.dumps(stored)  # bodies never arrive, never stored
     state = await sync_state(deps, account_id, FEATURE)
     assert state.stage == "incremental" and state.status == "ok"
-    assert state.cursor == str(list(box.messages.values())[-1].history_id)
+    assert state.cursor == str(box.history_id)  # the mailbox's, from getProfile
     calls = emulator.state.calls()
     assert [c["method"] for c in calls].count("gmail.users.messages.get") == 7
-    assert {c["method"] for c in calls} == {"gmail.users.messages.list",
+    assert {c["method"] for c in calls} == {"gmail.users.getProfile",
+                                            "gmail.users.messages.list",
                                             "gmail.users.messages.get"}
     assert all(c["scopes"] == [METADATA_SCOPE] for c in calls)
 
@@ -127,5 +131,40 @@ async def test_a_transient_batch_part_error_keeps_the_data(
     emulator.state.add_fault("/gmail/v1/users/me/messages/", 503, count=1)
     await sync_again(deps, account_id, FEATURE, run_worker)
     assert emulator.state.faults == []  # the batched get met the fault, and was retried
+    assert sorted(await _stored(deps, account_id)) == sorted(box.messages)
+    assert (await sync_state(deps, account_id, FEATURE)).status == "ok"
+
+
+async def test_failed_batch_parts_are_retried_alone_and_the_rest_is_kept(
+    api: Any, deps: Deps, emulator: Emulator, run_worker: RunWorker, settings: Settings
+) -> None:
+    """Parts of a batch that fail are fetched again on their own and the parts that
+    succeeded are kept: each message is fetched successfully exactly once."""
+    settings.sync_page_size = 40  # one listing page, so one page holds every part
+    grant = add_gmail_user(emulator.state, EMAIL, 40)
+    emulator.state.add_fault("/gmail/v1/users/me/messages/", 503, count=6)
+    account_id = await connect(api, grant.refresh_token)
+    await run_worker()
+    box = mailbox(emulator.state, EMAIL)
+    assert emulator.state.faults == []  # all six faults were met
+    assert sorted(await _stored(deps, account_id)) == sorted(box.messages)
+    gets = [c for c in emulator.state.calls() if c["method"] == "gmail.users.messages.get"]
+    assert len(gets) == 40
+    assert (await sync_state(deps, account_id, FEATURE)).status == "ok"
+
+
+async def test_a_first_sync_completes_when_a_fifth_of_googles_calls_fail(
+    api: Any, deps: Deps, emulator: Emulator, run_worker: RunWorker, settings: Settings
+) -> None:
+    """With 20 % of calls answered 500/503, each part on its own, and Gmail's per-user
+    concurrency limit, a 300-message mailbox in pages of 100 ends with exactly Gmail's
+    messages (one failed part no longer throws its page away)."""
+    settings.sync_page_size = 100
+    emulator.state.realism = Realism(max_concurrent_per_user=25, fault_rate=0.2, seed=3)
+    grant = add_gmail_user(emulator.state, EMAIL, 300)
+    account_id = await connect(api, grant.refresh_token)
+    await run_worker()
+    assert emulator.state.realism.failed > 50  # the faults were really met
+    box = mailbox(emulator.state, EMAIL)
     assert sorted(await _stored(deps, account_id)) == sorted(box.messages)
     assert (await sync_state(deps, account_id, FEATURE)).status == "ok"

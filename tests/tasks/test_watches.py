@@ -10,17 +10,16 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select, update
 
-from gwsync.connectors.features import FEATURES
+from gwsync.core.timeutil import as_utc, utcnow
+from gwsync.domain.features import FEATURES
 from gwsync.emulator.mailbox import add_gmail_user
 from gwsync.emulator.push import push_of
 from gwsync.storage.models import Record, WatchChannel
+from gwsync.tasks.deps import Deps
 from gwsync.tasks.watches import renew_watches
-from gwsync.timeutil import as_utc, utcnow
-from gwsync.worker.deps import Deps
 from tests.conftest import Emulator, RunWorker
-from tests.helpers import connect
-from tests.push_support import PUSH_TOKEN, channels_of, pushing
-from tests.worker.test_push import _headers, _pubsub
+from tests.helpers import USER, connect
+from tests.push_support import PUSH_TOKEN, channel_headers, channels_of, pubsub_body, pushing
 
 __all__ = ["pushing"]
 EMAIL = "fay@example.com"
@@ -53,10 +52,12 @@ async def test_first_sync_watches_each_watched_feature_once(
     account_id = await _connected(api, emulator, run_worker)
     assert sorted(r.feature for r in await channels_of(deps, account_id)) == [
         "mail_activity", "meetings"]
-    for call in emulator.state.calls():
-        if call["method"] in ("calendar.events.watch", "gmail.users.watch"):
-            feature = "meetings" if call["method"].startswith("calendar") else "mail_activity"
-            assert call["scopes"] == [FEATURES[feature].scope]
+    watches = [c for c in emulator.state.calls()
+               if c["method"] in ("calendar.events.watch", "gmail.users.watch")]
+    assert len(watches) == 2
+    for call in watches:
+        feature = "meetings" if call["method"].startswith("calendar") else "mail_activity"
+        assert call["scopes"] == [FEATURES[feature].scope]
     assert await deps.queue.enqueue_sync(account_id, "meetings", 1)
     await run_worker()
     assert len(await channels_of(deps, account_id)) == 2
@@ -91,7 +92,8 @@ async def test_disconnect_stops_and_deletes_channels_and_late_pushes_change_noth
     notification arriving afterwards queues nothing and writes nothing."""
     account_id = await _connected(api, emulator, run_worker)
     [channel] = push_of(emulator.state).channels.values()
-    resp = await api.delete(f"/v1/accounts/{account_id}")
+    mine = {"user_id": USER}
+    resp = await api.delete(f"/v1/accounts/{account_id}", params=mine)
     assert resp.status == 202
     erasure_id = (await resp.json())["erasure_id"]
     await run_worker()
@@ -99,13 +101,13 @@ async def test_disconnect_stops_and_deletes_channels_and_late_pushes_change_noth
     assert push_of(emulator.state).active() == []
     stops = [c["method"] for c in emulator.state.calls() if c["method"].endswith(".stop")]
     assert sorted(stops) == ["calendar.channels.stop", "gmail.users.stop"]
-    receipt = await (await api.get(f"/v1/erasures/{erasure_id}")).json()
+    receipt = await (await api.get(f"/v1/erasures/{erasure_id}", params=mine)).json()
     assert receipt["receipt"]["counts"]["watch_channels"] == 2
     assert receipt["receipt"]["verification"]["remaining"]["watch_channels"] == 0
-    late = await api.post("/webhooks/google/calendar", headers=_headers(channel))
+    late = await api.post("/webhooks/google/calendar", headers=channel_headers(channel))
     assert late.status == 404
     late = await api.post(f"/webhooks/google/gmail?token={PUSH_TOKEN}",
-                          json=_pubsub(EMAIL, 10**9))
+                          json=pubsub_body(EMAIL, 10**9))
     assert (await late.json())["status"] == "ignored"
     assert await deps.queue.queued_jobs(account_id) == []
     async with deps.sessions() as session:
