@@ -128,7 +128,7 @@ async def test_rotating_under_load_fails_nothing_and_retires_the_old_key(
                 reads += await _read_all(web2, account_ids)
                 during += len(account_ids) if overlapping else 0
             report = await rotating
-        await worker.close()
+        await close_worker(worker)
         assert set(reads) == {200} and during > 0
         assert worker.jobs_failed == 0 and worker.jobs_complete >= len(account_ids)
         assert report.failed == [] and report.rewrapped["data_keys"] >= len(account_ids)

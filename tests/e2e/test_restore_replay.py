@@ -27,7 +27,7 @@ from gwsync.web.app import create_app
 from gwsync.worker.app import create_worker
 from tests.conftest import API_TOKEN, Emulator
 from tests.erasure_proof import unwrapped_keys
-from tests.helpers import USER, connect, pg_admin, settings_env
+from tests.helpers import USER, close_worker, connect, pg_admin, settings_env
 
 ERASED, WITHDRAWN, KEPT = "RsWholeMarkQ7", "RsFeatureMarkV2", "RsKeptMarkZ4"
 #: A record row as the dump holds it: (account id, kind, external id, ciphertext).
@@ -57,7 +57,7 @@ async def _run_worker(settings: Settings) -> None:
     try:
         await worker.async_run()
     finally:
-        await worker.close()
+        await close_worker(worker)
 
 
 async def _rows_and_keys(settings: Settings) -> tuple[list[Row], dict[str, list[bytes]]]:

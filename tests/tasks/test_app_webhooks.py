@@ -32,6 +32,7 @@ from tests.erasure_proof import ErasureProof
 from tests.helpers import (
     USER,
     client,
+    close_worker,
     connect,
     eventually,
     run_gwsync,
@@ -372,7 +373,7 @@ async def test_the_worker_delivers_on_its_own(
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
-        await worker.close()
+        await close_worker(worker)
 
 
 async def _has(receiver: Receiver, type_: str) -> bool:
