@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import statistics
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -59,9 +61,18 @@ BATCH_SIZE = 50
 #: 600 ms a POST of two parts takes 170 ms on average, and ten in flight left the
 #: quota 15–20 % unspent (bench/realistic.py).
 MAX_IN_FLIGHT = 16
-#: Parts per batch POST: a POST answers when its slowest part does, so small POSTs keep
-#: the calls in flight busy (the mean of the slower of two parts is 1.5× one part's).
+#: Parts per batch POST while Google is slow: a POST answers when its slowest part does,
+#: so small POSTs keep the calls in flight busy (the mean of the slower of two parts is
+#: 1.5× one part's).
 PARTS_PER_POST = 2
+#: A page whose POSTs came back faster than this per part (the median) was answered about
+#: as fast as we can read it: our own work per POST (an HTTP round trip, a thread hop, a
+#: quota charge) then limits the fetch, not Google's tail, so the next page goes in one
+#: POST of every call allowed in flight. Gmail answers a get in tens of milliseconds
+#: (docs/google.md §9.4; realistic mode: median 80 ms), far above it; a fake of Google on
+#: the loopback in 1–3 ms (bench/ingest.py: 16 parts per POST read 1.9× as many messages a
+#: second as 2 did there, and 2 kept 0.97 of the quota in realistic mode where 16 kept less).
+FAST_PART_S = 0.010
 #: Rounds a failed part gets inside one page before the page is left to the job's retry.
 PART_ROUNDS = 6
 PART_RETRY_BASE_S = 0.25
@@ -170,14 +181,20 @@ class BatchFetcher:
 
     def __init__(self, service: GmailResource, budget: Budget = UNMETERED, *,
                  max_in_flight: int = MAX_IN_FLIGHT,
-                 retry_base_s: float = PART_RETRY_BASE_S) -> None:
+                 retry_base_s: float = PART_RETRY_BASE_S,
+                 fast_part_s: float = FAST_PART_S) -> None:
         self._service = service
         self._messages = service.users().messages()
         self._get = SameMethod(lambda mid: metadata_request(self._messages, mid))
         self._budget = budget
         # The calls in flight are split over POSTs of PARTS_PER_POST parts (lanes), so one
-        # part's slow answer holds up only its own POST's share of them.
-        self._size = max(1, min(BATCH_SIZE, PARTS_PER_POST, max_in_flight))
+        # part's slow answer holds up only its own POST's share of them — unless Google
+        # answers fast (`_resize`).
+        self._max_in_flight = max(1, max_in_flight)
+        self._slow_size = max(1, min(BATCH_SIZE, PARTS_PER_POST, max_in_flight))
+        self._size = self._slow_size
+        self._fast_part_s = fast_part_s
+        self._per_part_s: list[float] = []
         self._retry_base_s = retry_base_s
         # One connection per POST in flight: httplib2 is not thread-safe.
         http = service._http  # type: ignore[attr-defined]  # set by build(); the stubs omit it
@@ -206,11 +223,15 @@ class BatchFetcher:
     async def _post(self, ids: Sequence[str], http: Any) -> dict[str, Any]:
         """A POST charged its n gets just before it is sent; a POST that fails as a whole
         (a temporary error) counts as n failed parts."""
+        started = time.monotonic()
         try:
-            return await execute(lambda: self._post_sync(ids, http), quota=self._budget,
-                                 charge=Charge(GET_METHOD, len(ids)), executor=self._threads)
+            answers = await execute(lambda: self._post_sync(ids, http), quota=self._budget,
+                                    charge=Charge(GET_METHOD, len(ids)),
+                                    executor=self._threads)
         except TemporaryError as exc:
             return dict.fromkeys(ids, exc)
+        self._per_part_s.append((time.monotonic() - started) / len(ids))
+        return answers
 
     async def _round(self, ids: Sequence[str], found: FetchedMessages) -> dict[str, GoogleError]:
         """Fetch `ids` into `found`; the parts that failed, classified."""
@@ -230,8 +251,25 @@ class BatchFetcher:
                     else:
                         found[mid] = value
 
-        await asyncio.gather(*(lane(http) for http in self._https))
+        lanes = max(1, self._max_in_flight // self._size)
+        await asyncio.gather(*(lane(http) for http in self._https[:lanes]))
         return failed
+
+    @property
+    def parts_per_post(self) -> int:
+        """How many gets the next page's POSTs carry."""
+        return self._size
+
+    def _resize(self) -> None:
+        """Size the next page's POSTs by how fast Google answered this page's (FAST_PART_S).
+
+        The time waited for the quota counts too: a POST held back by the per-user rate is
+        not fast, and under the rate the tail is what small POSTs beat.
+        """
+        if self._per_part_s:
+            fast = statistics.median(self._per_part_s) < self._fast_part_s
+            self._size = min(BATCH_SIZE, self._max_in_flight) if fast else self._slow_size
+        self._per_part_s.clear()
 
     def _delay(self, round_: int, failed: Iterable[GoogleError]) -> float:
         """Google's Retry-After when a part sent one, else exponential with equal jitter."""
@@ -247,6 +285,12 @@ class BatchFetcher:
         fails for good (permission lost, an unknown answer) ends the page at once; parts
         still failing after PART_ROUNDS, or asked to wait long, leave the page to the
         job's retry."""
+        try:
+            return await self._fetch(ids)
+        finally:
+            self._resize()
+
+    async def _fetch(self, ids: Sequence[str]) -> FetchedMessages:
         found: FetchedMessages = {}
         pending: Sequence[str] = ids
         for round_ in range(PART_ROUNDS):

@@ -8,6 +8,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httplib2
+
 from gwsync.connectors import client
 from gwsync.connectors.endpoints import Endpoints
 from gwsync.connectors.gmail import BatchFetcher, MailActivityConnector
@@ -91,3 +93,65 @@ async def test_the_next_page_is_fetched_while_this_one_is_stored(emulator: Emula
     assert len(first.page.upserts) == 2 and sum(len(f.page.upserts) for f in rest) == 4
     assert during.count("gmail.users.messages.list") == 1
     assert during.count("gmail.users.messages.get") == 2
+
+
+class _BatchPosts:
+    """Counts the batch POSTs httplib2 sends (each part is one call inside one of them)."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        self.count = 0
+        send = httplib2.Http.request
+
+        def counted(http: httplib2.Http, uri: str, method: str = "GET", *args: Any,
+                    **kwargs: Any) -> Any:
+            self.count += method == "POST" and "/batch" in uri
+            return send(http, uri, method, *args, **kwargs)
+
+        monkeypatch.setattr(httplib2.Http, "request", counted)
+
+
+async def _two_pages(emulator: Emulator, monkeypatch: Any, email: str,
+                     realism: Realism | None) -> tuple[BatchFetcher, int, int]:
+    """Fetch two pages of 32 → (the fetcher, POSTs of the first page, of the second)."""
+    service = _service(emulator, email, 64)
+    listed = await asyncio.to_thread(
+        service.users().messages().list(userId="me", maxResults=64).execute)
+    ids = [m["id"] for m in listed["messages"]]
+    emulator.state.realism = realism
+    posts = _BatchPosts(monkeypatch)
+    # Thresholds far from both latencies, so a loaded test machine cannot blur them.
+    fetcher = BatchFetcher(service, max_in_flight=16, fast_part_s=0.1)
+    try:
+        assert all((await fetcher.fetch(ids[:32])).values())
+        first, posts.count = posts.count, 0
+        assert all((await fetcher.fetch(ids[32:])).values())
+    finally:
+        fetcher.close()
+        service.close()
+    return fetcher, first, posts.count
+
+
+async def test_a_google_that_answers_within_milliseconds_gets_fewer_larger_posts(
+    emulator: Emulator, monkeypatch: Any,
+) -> None:
+    """A page answered as fast as the loopback answers sends the next page in POSTs of all
+    16 calls allowed in flight — 2 POSTs for 32 messages, not 16 — and never more than 16
+    parts in flight: our own work per POST, not Google's tail, is then the cost."""
+    fetcher, first, second = await _two_pages(
+        emulator, monkeypatch, "fast@example.com",
+        Realism(latency_median_ms=1, latency_p99_ms=2))  # 0.1 s a part is "fast" here
+    assert (first, second) == (16, 2)
+    assert fetcher.parts_per_post == 16
+    assert emulator.state.realism is not None and emulator.state.realism.peak <= 16
+
+
+async def test_a_slow_google_keeps_two_parts_per_post(
+    emulator: Emulator, monkeypatch: Any,
+) -> None:
+    """When Google's answers take longer than the fast mark a POST waits for its slowest
+    part, so the next page still goes in POSTs of two: 16 POSTs for 32 messages."""
+    fetcher, first, second = await _two_pages(
+        emulator, monkeypatch, "slow@example.com",
+        Realism(latency_median_ms=300, latency_p99_ms=350))
+    assert (first, second) == (16, 16)
+    assert fetcher.parts_per_post == 2

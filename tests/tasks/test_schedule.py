@@ -189,7 +189,8 @@ class _RedisCalls:
         real_pipeline = redis.pipeline
 
         async def command(*args: Any, **kwargs: Any) -> Any:
-            self.commands.append(str(args[0]).upper())
+            # The command's first word: redis-py sends a script's first load as "SCRIPT LOAD".
+            self.commands.append(str(args[0]).split()[0].upper())
             return await real_command(*args, **kwargs)
 
         def pipeline(*args: Any, **kwargs: Any) -> Any:
