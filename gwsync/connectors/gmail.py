@@ -72,7 +72,7 @@ PARTS_PER_POST = 2
 #: (docs/google.md §9.4; realistic mode: median 80 ms), far above it; a fake of Google on
 #: the loopback in 1–3 ms (bench/ingest.py: 16 parts per POST read 1.9× as many messages a
 #: second as 2 did there, and 2 kept 0.97 of the quota in realistic mode where 16 kept less).
-FAST_PART_S = 0.010
+FAST_PART_S = 0.020
 #: Rounds a failed part gets inside one page before the page is left to the job's retry.
 PART_ROUNDS = 6
 PART_RETRY_BASE_S = 0.25
