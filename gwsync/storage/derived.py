@@ -45,6 +45,15 @@ DERIVATIONS: dict[str, tuple[Derivation, ...]] = {
 }
 
 
+async def missing(store: RecordStore, account_id: str, feature: str) -> bool:
+    """Whether a feature's derived data is absent while its sources are there: retention
+    takes an index with its oldest source, and a later sync that changed nothing must
+    still put it back."""
+    derivations = DERIVATIONS.get(feature, ())
+    return bool(derivations) and await store.derived_missing(
+        account_id, FEATURES[feature], [d.kind for d in derivations])
+
+
 async def refresh(
     store: RecordStore, account_id: str, generation: int, feature: str, epoch: int,
     lease: int | None = None,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, exists, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -181,6 +181,19 @@ class RecordStore:
                 return []
             ciphers = await _ciphers(session, self._ring, account_id, rows)
         return [(r.external_id, _present(ciphers, r)["content"], r.expires_at) for r in rows]
+
+    async def derived_missing(self, account_id: str, feature: Feature,
+                              kinds: Sequence[str]) -> bool:
+        """Whether the feature has records to derive from but lacks one of `kinds`: two
+        indexed probes, so a sync that changed nothing can afford to ask."""
+        feature_rows = (Record.account_id == account_id, Record.feature == feature.name)
+        async with self._sessions() as session:
+            if not await session.scalar(select(exists().where(*feature_rows,
+                                                              is_source_record()))):
+                return False
+            present = set(await session.scalars(select(Record.kind).distinct().where(
+                *feature_rows, Record.kind.in_(kinds))))
+        return not set(kinds) <= present
 
     async def delete_stale(
         self, account_id: str, generation: int, feature: Feature, *, epoch: int,

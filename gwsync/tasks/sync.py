@@ -181,7 +181,8 @@ class SyncRun:
                 await self._sync(connector, snap)
             finally:
                 connector.close()
-            if self._derived_stale():
+            if self._derived_stale() or await derived.missing(
+                    self.deps.store, self.account_id, self.feature.name):
                 await derived.refresh(self.deps.store, self.account_id, self.generation,
                                       self.feature.name, self.epoch, lease=self.lease)
         except Skip as why:
@@ -237,7 +238,8 @@ class SyncRun:
     def _derived_stale(self) -> bool:
         """Whether the feature's derived data may be out of date: not when an incremental
         run changed nothing after a run that ended ok (that run refreshed it before its
-        `ok`). A crashed, failed or full run recomputes it."""
+        `ok`). A crashed, failed or full run recomputes it; so does any run that finds it
+        gone (`derived.missing`)."""
         unchanged = self.mode == "incremental" and not (
             self.records_written or self.records_removed)
         return not (unchanged and self.prior_status == "ok")

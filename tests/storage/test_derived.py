@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from aiohttp.test_utils import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
+
+from gwsync.core.timeutil import utcnow
 
 from gwsync.emulator.seed import seed_demo_user
 from gwsync.storage.models import Record
+from gwsync.tasks import recover
 from gwsync.tasks.deps import Deps
 from tests.conftest import Emulator, RunWorker
 from tests.erasure_proof import ErasureProof
-from tests.helpers import USER, connect
+from tests.helpers import USER, connect, sync_again
 
 MARKER = "Dv2DerivedMarkerNp"
 CONTACTS = "https://www.googleapis.com/auth/contacts.readonly"
@@ -74,3 +79,40 @@ async def test_derived_data_goes_with_a_withdrawn_feature(
     await run_worker()
     assert await _derived(deps) == []
     await proof.assert_erased()
+
+
+async def test_an_index_retention_removed_is_rebuilt_by_the_next_sync_with_no_change(
+    api: TestClient, deps: Deps, emulator: Emulator, run_worker: RunWorker
+) -> None:
+    """Retention takes the index with its oldest contact; the next sync rebuilds it from the
+    contacts left, though Google reports nothing new."""
+    account_id = await _synced(api, emulator, run_worker)
+    past = utcnow() - timedelta(seconds=1)
+    async with deps.sessions.begin() as session:
+        oldest = await session.scalar(select(Record).where(Record.kind == "contact")
+                                      .order_by(Record.expires_at).limit(1))
+        assert oldest is not None
+        await session.execute(update(Record).where(
+            or_(Record.id == oldest.id, Record.kind == "derived:suggestions"))
+            .values(expires_at=past))
+    assert await recover.sweep_retention({"deps": deps}) == 1
+    await run_worker()
+    assert await _derived(deps) == []
+    await sync_again(deps, account_id, "contacts", run_worker)
+    [index] = await _derived(deps)
+    async with deps.sessions() as session:
+        left = await session.scalar(select(func.min(Record.expires_at)).where(
+            Record.kind == "contact"))
+    assert index.expires_at == left
+
+
+async def test_a_sync_that_changes_nothing_leaves_the_index_as_it_was(
+    api: TestClient, deps: Deps, emulator: Emulator, run_worker: RunWorker
+) -> None:
+    """An incremental sync with nothing new from Google after one that ended ok does not
+    recompute the index (it is current): the stored row is the one written before."""
+    account_id = await _synced(api, emulator, run_worker)
+    [before] = await _derived(deps)
+    await sync_again(deps, account_id, "contacts", run_worker)
+    [after] = await _derived(deps)
+    assert (after.fetched_at, after.content) == (before.fetched_at, before.content)
