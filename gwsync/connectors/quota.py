@@ -155,8 +155,8 @@ class Limiter:
         return [user, f"{user}:sum", project, f"{project}:sum"]
 
     async def acquire(self, api: str, account_id: str, cost: int,
-                      before: CallGuard = ALWAYS) -> str:
-        """Charge `cost` units, waiting while a window is full → the charge's id.
+                      before: CallGuard = ALWAYS) -> float:
+        """Charge `cost` units, waiting while a window is full → the seconds waited.
 
         `before` is awaited before each try to charge, the first and each after a wait: a
         guard that raises (an erasure began, perhaps during the wait) stops the call before
@@ -176,7 +176,7 @@ class Limiter:
                                                             limit.project])
             if wait_us == 0:
                 metrics.QUOTA_UNITS.labels(api=api).inc(cost)
-                return member
+                return waited
             wait_s = wait_us / 1_000_000
             if waited + wait_s > self._max_wait_s:
                 raise QuotaWaitError(f"{api} quota exhausted for {math.ceil(wait_s)} s",
@@ -216,6 +216,14 @@ class Charge:
 
 
 @dataclass(frozen=True)
+class Admission:
+    """A request let through: how long the full window held it back (a caller that sizes
+    its requests by Google's speed must not mistake the rate's wait for Google's)."""
+
+    waited_s: float
+
+
+@dataclass(frozen=True)
 class Budget:
     """One account's share of the budgets, as a job's connector spends it.
 
@@ -231,18 +239,19 @@ class Budget:
     guard: CallGuard = ALWAYS
 
     @asynccontextmanager
-    async def spend(self, charge: Charge) -> AsyncIterator[None]:
+    async def spend(self, charge: Charge) -> AsyncIterator[Admission]:
         """Admit the request before the body sends it (the charge counts from then); the
         guard is the last thing asked before the charge, so before the request leaves."""
+        waited = 0.0
         if self.limiter is None:
             await self.guard()
         else:
             try:
-                await self.limiter.acquire(api_of(charge.method_id), self.account_id,
-                                           charge.units, before=self.guard)
+                waited = await self.limiter.acquire(api_of(charge.method_id), self.account_id,
+                                                    charge.units, before=self.guard)
             except RedisError:
                 raise TemporaryError("quota store unreachable") from None
-        yield
+        yield Admission(waited)
 
 
 UNMETERED = Budget(None)

@@ -9,13 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httplib2
+import redis.asyncio as aioredis
 
 from gwsync.connectors import client
 from gwsync.connectors.endpoints import Endpoints
 from gwsync.connectors.gmail import BatchFetcher, MailActivityConnector
+from gwsync.connectors.quota import UNMETERED, Budget, Limit, Limiter
 from gwsync.emulator.mailbox import add_gmail_user
 from gwsync.emulator.realism import Realism
-from tests.conftest import Emulator
+from tests.conftest import REDIS_URL, Emulator
 
 SLOW_S = 1.0
 
@@ -110,8 +112,8 @@ class _BatchPosts:
         monkeypatch.setattr(httplib2.Http, "request", counted)
 
 
-async def _two_pages(emulator: Emulator, monkeypatch: Any, email: str,
-                     realism: Realism | None) -> tuple[BatchFetcher, int, int]:
+async def _two_pages(emulator: Emulator, monkeypatch: Any, email: str, realism: Realism | None,
+                     budget: Budget = UNMETERED) -> tuple[BatchFetcher, int, int]:
     """Fetch two pages of 32 → (the fetcher, POSTs of the first page, of the second)."""
     service = _service(emulator, email, 64)
     listed = await asyncio.to_thread(
@@ -120,7 +122,7 @@ async def _two_pages(emulator: Emulator, monkeypatch: Any, email: str,
     emulator.state.realism = realism
     posts = _BatchPosts(monkeypatch)
     # Thresholds far from both latencies, so a loaded test machine cannot blur them.
-    fetcher = BatchFetcher(service, max_in_flight=16, fast_part_s=0.1)
+    fetcher = BatchFetcher(service, budget, max_in_flight=16, fast_part_s=0.1)
     try:
         assert all((await fetcher.fetch(ids[:32])).values())
         first, posts.count = posts.count, 0
@@ -153,5 +155,22 @@ async def test_a_slow_google_keeps_two_parts_per_post(
     fetcher, first, second = await _two_pages(
         emulator, monkeypatch, "slow@example.com",
         Realism(latency_median_ms=300, latency_p99_ms=350))
+    assert (first, second) == (16, 16)
+    assert fetcher.parts_per_post == 2
+
+
+async def test_a_mailbox_held_to_its_quota_keeps_two_parts_per_post(
+    emulator: Emulator, monkeypatch: Any, redis_prefix: str,
+) -> None:
+    """A page that waited longer for the per-user quota than for Google keeps POSTs of two,
+    however fast Google answered: small charges spend the rate smoothly."""
+    redis = aioredis.from_url(REDIS_URL)
+    # 80 units a 0.5 s window: 32 gets a second, so a page of 32 waits most of a second.
+    limiter = Limiter(redis, redis_prefix, {"gmail": Limit(80, 100_000)}, 0.5, 10.0)
+    try:
+        fetcher, first, second = await _two_pages(
+            emulator, monkeypatch, "held@example.com", None, Budget(limiter, "acct-held"))
+    finally:
+        await redis.aclose()
     assert (first, second) == (16, 16)
     assert fetcher.parts_per_post == 2
