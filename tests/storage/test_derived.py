@@ -8,7 +8,6 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, or_, select, update
 
 from gwsync.core.timeutil import utcnow
-
 from gwsync.emulator.seed import seed_demo_user
 from gwsync.storage.models import Record
 from gwsync.tasks import recover
