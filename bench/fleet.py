@@ -12,14 +12,13 @@ from /proc); and the Google calls per account in it (the emulator's call log).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from typing import Any
 
 from sqlalchemy import func, select
 
-from bench.harness import BenchError, Deployment
+from bench.harness import BenchError, Deployment, cpu_seconds
 from bench.realistic import realistic, refusals
 from bench.report import Row
 from gwsync.domain.features import FEATURES
@@ -83,16 +82,6 @@ async def _change(dep: Deployment, users: list[str]) -> None:
                                               {"n": 1}) for user in users[::10]))
 
 
-def _cpu_s(pids: list[int]) -> float:
-    """utime + stime of the processes so far, in seconds."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
 async def _done(dep: Deployment, since: Any, expected: int, within_s: float) -> None:
     """Wait until `expected` sync states have finished ok since `since`."""
     deadline = time.monotonic() + within_s
@@ -125,9 +114,9 @@ async def _measure(dep: Deployment, size: int) -> dict[str, Any]:
     await _change(dep, [user for user, _ in made])
     await dep.emulator.calls(clear=True)
     pids = [p.pid for p in dep.workers]
-    cpu_before = _cpu_s(pids)
+    cpu_before = cpu_seconds(pids)
     incremental_s = await _cycle(dep, ids, 900)
-    cpu = _cpu_s(pids) - cpu_before
+    cpu = cpu_seconds(pids) - cpu_before
     calls = len(await dep.emulator.calls(clear=True))
     quota, crowded = await refusals(dep)
     return {"accounts": size, "first_s": first_s, "incremental_s": incremental_s,

@@ -170,6 +170,16 @@ async def _wait_for_line(path: Path, marker: str, proc: asyncio.subprocess.Proce
     raise BenchError(f"no {marker!r} line within {within_s} s; see {path}")
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of the processes so far, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident set size (VmHWM) so far, in MB (10^6 bytes)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -208,6 +218,16 @@ class Deployment:
             *argv, env=self.env(**extra), stdout=log, stderr=asyncio.subprocess.STDOUT)
         self.workers.append(proc)
         return proc
+
+    async def wait_ready(self, proc: asyncio.subprocess.Process, within_s: float = 60) -> None:
+        """Until the worker polls its queue: arq writes its health-check key on its first
+        poll, so what comes after is the work, not the start-up (imports, connections)."""
+        key = self.deps.queue.queue_name + ":health-check"
+        deadline = time.monotonic() + within_s
+        while not await self.deps.queue.redis.exists(key):
+            if proc.returncode is not None or time.monotonic() > deadline:
+                raise BenchError("the worker did not start polling")
+            await asyncio.sleep(0.05)
 
     async def stop_workers(self) -> None:
         for proc in self.workers:
