@@ -102,12 +102,8 @@ async def test_a_snapshot_never_scans_the_redis_keyspace(
     assert sent and "SCAN" not in sent and "KEYS" not in sent
 
 
-async def test_scrapes_within_the_cache_age_share_one_snapshot(
-    deps: Deps, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Concurrent and repeated scrapes within `MAX_AGE_S` cost one snapshot; an older one
-    is taken again."""
-    monkeypatch.setattr(ops_snapshot, "MAX_AGE_S", 60.0)
+def _count_snapshots(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that gains an item each time a snapshot is really taken (not served cached)."""
     taken: list[int] = []
     real = ops_snapshot.take_fresh
 
@@ -116,6 +112,16 @@ async def test_scrapes_within_the_cache_age_share_one_snapshot(
         return await real(src)
 
     monkeypatch.setattr(ops_snapshot, "take_fresh", counting)
+    return taken
+
+
+async def test_scrapes_within_the_cache_age_share_one_snapshot(
+    deps: Deps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent and repeated scrapes within `MAX_AGE_S` cost one snapshot; an older one
+    is taken again."""
+    monkeypatch.setattr(ops_snapshot, "MAX_AGE_S", 60.0)
+    taken = _count_snapshots(monkeypatch)
     first = await asyncio.gather(*[deps.snapshot() for _ in range(5)])
     assert len(taken) == 1 and all(s is first[0] for s in first)
     assert await ops_snapshot.take(deps.ops_sources, max_age_s=0.0) is not first[0]
@@ -130,14 +136,7 @@ async def test_a_scrape_within_a_scrape_interval_is_served_the_cache_and_refresh
     scrape waits for a fresh one."""
     monkeypatch.setattr(ops_snapshot, "MAX_AGE_S", 0.0)
     monkeypatch.setattr(ops_snapshot, "SERVE_STALE_S", 15.0)
-    taken: list[int] = []
-    real = ops_snapshot.take_fresh
-
-    async def counting(src: ops_snapshot.Sources) -> ops_snapshot.OpsSnapshot:
-        taken.append(1)
-        return await real(src)
-
-    monkeypatch.setattr(ops_snapshot, "take_fresh", counting)
+    taken = _count_snapshots(monkeypatch)
     first = await ops_snapshot.take(deps.ops_sources, max_age_s=0.0)
     served = await deps.snapshot()
     assert served is first and len(taken) == 1
