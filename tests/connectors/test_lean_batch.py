@@ -9,6 +9,7 @@ from typing import Any
 
 import httplib2
 import pytest
+from google.oauth2.credentials import Credentials
 from googleapiclient.http import BatchHttpRequest
 
 from gwsync.connectors import client
@@ -215,3 +216,46 @@ def test_a_copied_request_is_the_one_the_library_builds(mid: str) -> None:
         assert made.response_callbacks is not other.response_callbacks
     finally:
         service.close()
+
+
+class _Rotating(Credentials):
+    """Credentials whose every refresh gives a new access token."""
+
+    def refresh(self, request: Any) -> None:
+        self.token = f"token-{int(str(self.token).rsplit('-', 1)[1]) + 1}"
+
+
+class _Answers(_Canned):
+    """A canned http that gives its answers in turn."""
+
+    def __init__(self, answers: list[bytes]) -> None:
+        super().__init__(CT, b"")
+        self.answers = list(answers)
+
+    def request(self, uri: str, method: str, body: str, headers: dict[str, str]) -> Any:
+        self.content = self.answers.pop(0)
+        return super().request(uri, method, body, headers)
+
+
+def test_a_part_answered_401_is_sent_again_with_the_refreshed_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The library refreshes the credentials and sends the 401 parts again: the second POST
+    carries the new token, not the one applied to the first (the header is worked out once
+    a POST, not once a batch)."""
+    monkeypatch.setattr(LeanBatch, "_boundary", staticmethod(lambda: "===============42=="))
+    monkeypatch.setattr(email.generator.Generator, "_make_boundary",
+                        classmethod(lambda cls, text=None: "===============42=="))
+    first = _answer([_part(IDS[0], status="401 Unauthorized"), *map(_part, IDS[1:])])
+    posted = []
+    for batch in (LeanBatch(batch_uri=URI), BatchHttpRequest(batch_uri=URI)):
+        service = _gmail()
+        service._http.credentials = _Rotating(token="token-1")  # type: ignore[attr-defined]
+        http = _Answers([first, _answer([_part(IDS[0])])])
+        try:
+            _run(batch, service, http, IDS)
+        finally:
+            service.close()
+        posted.append([body for body, _ in http.posted])
+    assert posted[0] == posted[1]
+    assert "Bearer token-1" in posted[0][0] and "Bearer token-2" in posted[0][1]
