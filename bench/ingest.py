@@ -12,6 +12,7 @@ Both read the same number of messages from the same emulator into the same datab
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -95,14 +96,33 @@ def _row(account_id: str, feature: features.Feature, message: dict[str, Any]) ->
                   expires_at=now + timedelta(days=30), policy_version="bench", epoch=1)
 
 
+#: Our full sync takes a few seconds, so one run is at the mercy of this machine's noise
+#: (one run to the next on a quiet 2-core VM: 1,800–2,450 records/s); the median of three,
+#: each of a fresh mailbox by a fresh worker, is reported, with the range beside it.
+OUR_RUNS = 3
+
+
+async def ours_median(dep: Deployment, n: int) -> tuple[Rate, list[Rate]]:
+    """`OUR_RUNS` full syncs → (the median rate and median CPU, every run's rate)."""
+    runs = []
+    for _ in range(OUR_RUNS):
+        await dep.settle()
+        runs.append((await ours(dep, n))[0])
+    return Rate(statistics.median(r.per_s for r in runs),
+                statistics.median(r.cpu_s for r in runs)), runs
+
+
 async def run(dep: Deployment, n: int) -> list[Row]:
+    await dep.settle()
     base = await baseline_rate(dep, n)
-    rate, _ = await ours(dep, n)
+    rate, runs = await ours_median(dep, n)
     ratio, cpu_ratio = rate.per_s / base.per_s, base.cpu_s / rate.cpu_s
+    spread = f"{min(r.per_s for r in runs):,.0f}–{max(r.per_s for r in runs):,.0f}"
     return [
         Row(NAME, f"baseline: sequential messages.get + ORM insert per record ({n:,} msgs)",
             f"{base.per_s:,.0f} records/s, {base.cpu_s * 1000:.2f} ms CPU a record"),
-        Row(NAME, f"ours: one worker process, mail_activity full sync ({n:,} msgs)",
+        Row(NAME, f"ours: one worker process, mail_activity full sync ({n:,} msgs; "
+                  f"median of {OUR_RUNS} runs, {spread} records/s)",
             f"{rate.per_s:,.0f} records/s, {rate.cpu_s * 1000:.2f} ms CPU a record"),
         Row(NAME, "ours ÷ baseline", f"{ratio:.1f}×", "≥ 10×", ratio >= 10),
         Row(NAME, "CPU a record: baseline ÷ ours (the bench process's; the worker's)",
