@@ -154,7 +154,7 @@ class LeanBatch(BatchHttpRequest):
 
     def _authorised(self, request: Any) -> dict[str, str]:
         """The request's headers with its credentials applied, as the library applies them
-        to each part; worked out once per batch for parts with the same headers and
+        to each part; worked out once a POST for parts with the same headers and
         connection (google-auth's `apply` reads the environment and its access-boundary
         state each time: about a twentieth of the worker's CPU in a full sync, profiled)."""
         key = (id(request.http), tuple(request.headers.items()))
