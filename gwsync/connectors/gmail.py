@@ -206,7 +206,6 @@ class BatchFetcher:
         self._size = self._slow_size
         self._fast_part_s = fast_part_s
         self._posts: list[_PostTime] = []
-        self._timed = False  # whether a POST of ours was timed yet (`seed`)
         self._retry_base_s = retry_base_s
         # One connection per POST in flight: httplib2 is not thread-safe.
         http = service._http  # type: ignore[attr-defined]  # set by build(); the stubs omit it
@@ -252,7 +251,6 @@ class BatchFetcher:
         except TemporaryError as exc:
             return dict.fromkeys(ids, exc)
         self._posts.append(_PostTime(answered[0], admission.waited_s, len(ids)))
-        self._timed = True
         return answers
 
     async def _round(self, ids: Sequence[str], found: FetchedMessages) -> dict[str, GoogleError]:
@@ -276,15 +274,6 @@ class BatchFetcher:
         lanes = max(1, self._max_in_flight // self._size)
         await asyncio.gather(*(lane(http) for http in self._https[:lanes]))
         return failed
-
-    def seed(self, answered_s: float) -> None:
-        """How long a call to the same Google just took (the page's messages.list): until
-        POSTs of its own were timed, it sizes the first page's POSTs as a part's time would,
-        so a fast Google does not get a first page of small POSTs (1.9× the time of the
-        others at 10,000 messages, bench/ingest.py)."""
-        if not self._timed:
-            self._posts.append(_PostTime(answered_s, 0.0, 1))
-            self._resize()
 
     @property
     def parts_per_post(self) -> int:
@@ -399,9 +388,7 @@ class MailActivityConnector:
         params: dict[str, Any] = {"userId": "me", "maxResults": self._page_size}
         if google_token:
             params["pageToken"] = google_token
-        started = time.monotonic()
         body = await execute(self._messages.list(**params).execute, quota=self._budget)
-        self._fetcher.seed(time.monotonic() - started)  # a quota wait counts: slow, safe
         ids = [m["id"] for m in body.get("messages") or ()]
         return ids, await self._fetcher.fetch(ids), str(body.get("nextPageToken") or "")
 
