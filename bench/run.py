@@ -155,7 +155,7 @@ NOTES = (
     "and one ORM `session.add(Record(...))` + commit per record, unencrypted. Raw mode: "
     "no latency, no quota — CPU efficiency. The emulator answers on the loopback in 1–3 ms "
     "a call, so our batch POSTs carry all 16 calls allowed in flight (gwsync/connectors/"
-    "gmail.py, FAST_PART_S; from the second page on); against "
+    "gmail.py, FAST_PART_S; the first page is sized by its list call's time); against "
     "Google's latency they stay at two. Ours is the median of three syncs (a fresh mailbox "
     "and worker each), the baseline one run (it takes ten times as long); each run starts "
     "after PostgreSQL has vacuumed and checkpointed the last one's writes (untimed). "

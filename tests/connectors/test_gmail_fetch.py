@@ -175,3 +175,59 @@ async def test_a_mailbox_held_to_its_quota_keeps_two_parts_per_post(
     assert (first, second) == (16, 16)
     assert fetcher.parts_per_post == 2
 
+
+
+async def _first_page_posts(emulator: Emulator, monkeypatch: Any, email: str,
+                            realism: Realism) -> int:
+    """A full sync's first page of 32 → how many batch POSTs fetched it."""
+    service = _service(emulator, email, 64)
+    emulator.state.realism = realism
+    posts = _BatchPosts(monkeypatch)
+    fetcher = BatchFetcher(service, max_in_flight=16, fast_part_s=0.1)
+    connector = MailActivityConnector(service, 32, fetcher)
+    pages = connector.full(None)
+    try:
+        first = await anext(pages)
+        count = posts.count  # the second page's read-ahead starts with a list call
+    finally:
+        await pages.aclose()
+        connector.close()
+    assert len(first.page.upserts) == 32
+    return count
+
+
+async def test_a_fast_google_gets_large_posts_from_the_first_page_on(
+    emulator: Emulator, monkeypatch: Any,
+) -> None:
+    """The page's list call answered within milliseconds sizes its POSTs before any POST
+    was timed: 2 POSTs of 16 for the first 32 messages, not 16 of two."""
+    assert await _first_page_posts(emulator, monkeypatch, "first-fast@example.com",
+                                   Realism(latency_median_ms=1, latency_p99_ms=2)) == 2
+
+
+async def test_a_slow_google_gets_small_posts_from_the_first_page_on(
+    emulator: Emulator, monkeypatch: Any,
+) -> None:
+    """A list call slower than the fast mark leaves the first page in POSTs of two."""
+    assert await _first_page_posts(emulator, monkeypatch, "first-slow@example.com",
+                                   Realism(latency_median_ms=300, latency_p99_ms=350)) == 16
+
+
+async def test_a_fast_google_refusing_concurrent_calls_gets_small_posts_until_the_page_is_done(
+    emulator: Emulator,
+) -> None:
+    """Google answering in milliseconds but refusing a user's fifth concurrent call: after
+    the first refused parts, the page's retries and the next page go in POSTs of two, so
+    both pages of 32 are fetched (POSTs of 16 pass 4 parts a round: 6 rounds, 24 parts)."""
+    service = _service(emulator, "refusing@example.com", 64)
+    emulator.state.realism = Realism(latency_median_ms=1, latency_p99_ms=2,
+                                     max_concurrent_per_user=4)
+    fetcher = BatchFetcher(service, max_in_flight=16, fast_part_s=0.1, retry_base_s=0.01)
+    connector = MailActivityConnector(service, 32, fetcher)
+    try:
+        pages = [fetched async for fetched in connector.full(None)]
+    finally:
+        connector.close()
+    assert emulator.state.realism.refused_concurrency > 0
+    assert sum(len(f.page.upserts) for f in pages) == 64
+    assert fetcher.parts_per_post == 2
