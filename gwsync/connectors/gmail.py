@@ -304,8 +304,8 @@ class BatchFetcher:
         if self._posts:
             per_part = statistics.median(p.answered_s / p.parts for p in self._posts)
             held = sum(p.held_s for p in self._posts)
-            fast = per_part < self._fast_part_s and held < sum(p.answered_s for p in self._posts)
-            fast = fast and not self._refused
+            fast = (not self._refused and per_part < self._fast_part_s
+                    and held < sum(p.answered_s for p in self._posts))
             self._size = min(BATCH_SIZE, self._max_in_flight) if fast else self._slow_size
         self._posts.clear()
         self._refused = False
