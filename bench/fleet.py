@@ -37,9 +37,9 @@ SEEDING = 16
 #: Accounts registered per database transaction.
 CONNECT_CHUNK = 200
 #: How far a linear cycle's growth may read above the fleet's: the cycle is bound by
-#: Google's latency over the jobs in flight, so its time is linear in the jobs, and four
-#: full runs on this machine read ×7.6, ×9.2, ×9.6 and ×10.1 for ×10 accounts while the
-#: CPU per account stayed flat (×0.75–×1.02).
+#: Google's latency over the jobs in flight, so its time is linear in the jobs, and five
+#: full runs on this machine read ×7.6, ×9.2, ×9.6, ×10.1 and ×10.4 for ×10 accounts while
+#: the CPU per account stayed flat (×0.75–×1.06).
 LINEAR_NOISE = 1.2
 
 

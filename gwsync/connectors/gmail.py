@@ -207,7 +207,7 @@ class BatchFetcher:
         self._fast_part_s = fast_part_s
         self._posts: list[_PostTime] = []
         self._timed = False  # whether a POST of ours was timed yet (`seed`)
-        self._refused = False  # whether a part of this page failed (`_resize`)
+        self._failed = False  # whether a part of this page failed (`_resize`)
         self._retry_base_s = retry_base_s
         # One connection per POST in flight: httplib2 is not thread-safe.
         http = service._http  # type: ignore[attr-defined]  # set by build(); the stubs omit it
@@ -304,11 +304,11 @@ class BatchFetcher:
         if self._posts:
             per_part = statistics.median(p.answered_s / p.parts for p in self._posts)
             held = sum(p.held_s for p in self._posts)
-            fast = (not self._refused and per_part < self._fast_part_s
+            fast = (not self._failed and per_part < self._fast_part_s
                     and held < sum(p.answered_s for p in self._posts))
             self._size = min(BATCH_SIZE, self._max_in_flight) if fast else self._slow_size
         self._posts.clear()
-        self._refused = False
+        self._failed = False
 
     def _delay(self, round_: int, failed: Iterable[GoogleError]) -> float:
         """Google's Retry-After when a part sent one, else exponential with equal jitter."""
@@ -340,7 +340,7 @@ class BatchFetcher:
             if lasting:
                 raise lasting[0]
             pending = list(failed)
-            self._refused, self._size = True, self._slow_size  # the rounds left go small
+            self._failed, self._size = True, self._slow_size  # the rounds left go small
             delay = self._delay(round_, failed.values())
             if delay > PART_RETRY_CAP_S or round_ + 1 == PART_ROUNDS:
                 break  # the job defers, honouring Retry-After, without holding a worker
